@@ -23,6 +23,7 @@
 
 #define AGG_KEY_MAX 1024
 #define AGG_RATE_SAMPLES 8
+#define AGG_EARLY_RESETS 64
 
 /* A reliable frame, kept from its first send until it is acked. */
 struct agg_seg {
@@ -191,7 +192,8 @@ struct agg_session {
 	struct agg_stream **buckets;
 	size_t nbuckets, nstreams;
 	uint32_t next_stream_id;
-	uint32_t peer_stream_max;
+	uint32_t early_resets[AGG_EARLY_RESETS]; /* RESETs before their OPEN */
+	unsigned early_reset_next;
 
 	/* Pools. */
 	struct agg_seg_list seg_pool;
@@ -202,7 +204,6 @@ struct agg_session {
 
 	/* Statistics. */
 	uint64_t tx_payload, rx_payload, resent_frames, duplicate_frames;
-	uint64_t stat_tx, stat_rx, stat_stamp_us, tx_rate_bps, rx_rate_bps;
 
 	TAILQ_ENTRY(agg_session) hub_entry;
 };
@@ -244,6 +245,7 @@ void agg_session_on_link_timer(struct agg_session *s, struct agg_link *link);
 void agg_session_on_link_writable(struct agg_session *s,
     struct agg_link *link);
 void agg_session_kick(struct agg_session *s);
+void agg_session_send_ack_on(struct agg_session *s, struct agg_link *carrier);
 void agg_session_queue_control(struct agg_session *s, struct agg_frame *f);
 struct agg_seg *agg_session_seg_get(struct agg_session *s);
 void agg_session_seg_put(struct agg_session *s, struct agg_seg *seg);

@@ -125,6 +125,11 @@ void agg_link_send_seg(struct agg_link *link, struct agg_seg *seg)
 	}
 	/* The body stays ours for a resend: the output only references it. */
 	evbuffer_add_buffer_reference(out, seg->body);
+	/* An idle link that starts carrying frames needs its liveness tick
+	 * soon, not at the idle interval. */
+	if (TAILQ_EMPTY(&link->inflight) && link->session != NULL)
+		agg_link_schedule_timer(link, agg_link_stall_timeout_us(link,
+		    link->session->cfg.stall_floor_ms) / 4);
 	seg->link = link;
 	seg->link_index = ++link->tx_frames;
 	seg->sent_us = agg_now_us();
@@ -266,7 +271,9 @@ static int link_client_on_welcome(struct agg_link *link, struct evbuffer *in)
 		agg_link_close(link, "bad welcome from server");
 		return -1;
 	}
-	if (w.status == AGG_WELCOME_OK) {
+	/* Only a proven WELCOME may make us give up state; a refusal of our
+	 * AUTH cannot be proven to a client whose key is wrong. */
+	if (w.status != AGG_WELCOME_AUTH_FAILED) {
 		agg_auth_server_proof(s->key, s->key_len, link->hello,
 		    link->shello, link->auth, w.status, proof);
 		if (!agg_auth_equal(proof, w.proof)) {
@@ -274,8 +281,9 @@ static int link_client_on_welcome(struct agg_link *link, struct evbuffer *in)
 			    "server failed to prove the shared secret");
 			return -1;
 		}
-		link->hs_step = HS_DONE;
 	}
+	if (w.status == AGG_WELCOME_OK)
+		link->hs_step = HS_DONE;
 	agg_session_link_welcome(s, link, w.status);
 	return link->state == AGG_LINK_CLOSED ? -1 : 0;
 }
@@ -325,7 +333,7 @@ void agg_link_server_welcome(struct agg_link *link, const uint8_t *key,
 
 	memset(&w, 0, sizeof(w));
 	w.status = status;
-	if (status == AGG_WELCOME_OK)
+	if (status != AGG_WELCOME_AUTH_FAILED)
 		agg_auth_server_proof(key, key_len, link->hello, link->shello,
 		    link->auth, status, w.proof);
 	agg_welcome_encode(&w, buf);
@@ -397,6 +405,9 @@ static void link_on_ping(struct agg_link *link, const struct agg_frame *f)
 	pong.type = AGG_FRAME_PONG;
 	pong.value = f->value;
 	agg_link_send_control(link, &pong);
+	/* A probe may mean our ACKs got lost elsewhere: repeat them here. */
+	if (link->session != NULL)
+		agg_session_send_ack_on(link->session, link);
 }
 
 /* Closes the link because of bad input, logging the reason. */

@@ -451,6 +451,8 @@ static void session_requeue(struct agg_session *s, struct agg_link *link)
 		s->resent_frames++;
 	}
 	link->inflight_bytes = 0;
+	/* ACKs we sent on this link may be lost with it: send them again. */
+	s->ack_pending = true;
 	agg_session_kick(s);
 }
 
@@ -740,12 +742,25 @@ static int session_on_open(struct agg_session *s, struct agg_link *link,
 	struct agg_stream *st;
 	struct agg_frame res;
 	bool peer_parity = (f->stream & 1) == (s->role == AGG_ROLE_SERVER);
+	size_t i;
 
-	if (!peer_parity || f->stream <= s->peer_stream_max) {
+	/* Each OPEN arrives once (sequence numbers), but maybe out of order. */
+	if (!peer_parity || agg_session_stream_find(s, f->stream) != NULL) {
 		agg_link_close(link, "protocol error: bad stream id in OPEN");
 		return -1;
 	}
-	s->peer_stream_max = f->stream;
+	for (i = 0; i < AGG_EARLY_RESETS; i++) {
+		if (s->early_resets[i] == f->stream) {
+			/* Its RESET overtook it: answer the reset, open nothing. */
+			s->early_resets[i] = 0;
+			memset(&res, 0, sizeof(res));
+			res.type = AGG_FRAME_RESET;
+			res.stream = f->stream;
+			res.code = AGG_ERR_GENERAL;
+			agg_session_queue_control(s, &res);
+			return 0;
+		}
+	}
 	if (s->nstreams >= s->cfg.max_streams || s->cbs == NULL ||
 	    s->cbs->stream_opened == NULL) {
 		agg_log_warn("session %s: refusing stream %u: %s", s->id_hex,
@@ -817,8 +832,15 @@ int agg_session_on_frame(struct agg_session *s, struct agg_link *link,
 			agg_stream_on_result(st, f);
 		return 0;
 	case AGG_FRAME_RESET:
-		if ((st = agg_session_stream_find(s, f->stream)) != NULL)
+		if ((st = agg_session_stream_find(s, f->stream)) != NULL) {
 			agg_stream_on_reset(st, f);
+		} else if ((f->stream & 1) == (s->role == AGG_ROLE_SERVER)) {
+			/* Maybe ahead of its OPEN: remember it for a while.
+			 * Its bytes never reach a stream, so they are consumed. */
+			s->early_resets[s->early_reset_next] = f->stream;
+			s->early_reset_next = (s->early_reset_next + 1) %
+			    AGG_EARLY_RESETS;
+		}
 		return 0;
 	case AGG_FRAME_CLOSE:
 		if (f->scope == AGG_CLOSE_SESSION) {
@@ -887,15 +909,12 @@ static struct agg_link *session_best_link(struct agg_session *s,
 	return best;
 }
 
-/* Sends the pending ACK on the fastest link. */
-static void session_send_ack(struct agg_session *s)
+/* Sends the current ACK state on carrier. */
+void agg_session_send_ack_on(struct agg_session *s, struct agg_link *carrier)
 {
-	struct agg_link *link, *carrier;
+	struct agg_link *link;
 	struct agg_frame f;
 
-	if (!s->ack_pending || (carrier = session_fastest_link(s, false)) ==
-	    NULL)
-		return;
 	memset(&f, 0, offsetof(struct agg_frame, target));
 	f.type = AGG_FRAME_ACK;
 	f.value = s->rx_cum;
@@ -912,6 +931,15 @@ static void session_send_ack(struct agg_session *s)
 	f.message_len = 0;
 	agg_link_send_control(carrier, &f);
 	s->ack_pending = false;
+}
+
+/* Sends the pending ACK on the fastest link. */
+static void session_send_ack(struct agg_session *s)
+{
+	struct agg_link *carrier;
+
+	if (s->ack_pending && (carrier = session_fastest_link(s, false)))
+		agg_session_send_ack_on(s, carrier);
 }
 
 /* Sends queued frames while some link has room: control frames on the
@@ -1020,6 +1048,26 @@ static void session_ping(struct agg_link *link, uint64_t now)
 	link->ping_sent_us = now;
 }
 
+/* Updates a link's smoothed send and receive rates (bits/s). */
+static void session_link_rates(struct agg_link *link, uint64_t now)
+{
+	uint64_t elapsed = now - link->stat_stamp_us;
+
+	if (link->stat_stamp_us == 0) {
+		link->stat_stamp_us = now;
+		return;
+	}
+	if (elapsed < 250000u)
+		return;
+	link->tx_rate_bps = (link->tx_rate_bps + (link->tx_bytes -
+	    link->stat_tx_bytes) * 8000000u / elapsed) / 2;
+	link->rx_rate_bps = (link->rx_rate_bps + (link->rx_bytes -
+	    link->stat_rx_bytes) * 8000000u / elapsed) / 2;
+	link->stat_tx_bytes = link->tx_bytes;
+	link->stat_rx_bytes = link->rx_bytes;
+	link->stat_stamp_us = now;
+}
+
 /* The liveness tick of one link: probe, stall, recover, give up. */
 void agg_session_on_link_timer(struct agg_session *s, struct agg_link *link)
 {
@@ -1029,6 +1077,7 @@ void agg_session_on_link_timer(struct agg_session *s, struct agg_link *link)
 
 	if (link->state == AGG_LINK_CLOSED || s->closed)
 		return;
+	session_link_rates(link, now);
 	t = agg_link_stall_timeout_us(link, s->cfg.stall_floor_ms);
 	if (link->ping_sent_us != 0 && now - link->ping_sent_us >= t) {
 		if (link->state == AGG_LINK_UP) {
@@ -1061,6 +1110,8 @@ void agg_session_on_link_timer(struct agg_session *s, struct agg_link *link)
 		next = t / 4;
 	else
 		next = (uint64_t)s->cfg.idle_ping_ms * 1000u / 2;
+	if (next > 250000u)
+		next = 250000u;
 	agg_link_schedule_timer(link, next < 2000 ? 2000 : next);
 }
 
@@ -1152,11 +1203,17 @@ void agg_session_free(struct agg_session *s)
 void agg_session_get_stats(const struct agg_session *s,
     struct agg_session_stats *out)
 {
+	const struct agg_link *link;
+
 	memset(out, 0, sizeof(*out));
 	memcpy(out->id, s->id_hex, sizeof(out->id));
 	out->closed = s->closed;
 	out->links = s->nlinks;
 	out->links_up = agg_session_links_up(s);
+	TAILQ_FOREACH(link, &s->links, entry) {
+		out->tx_rate_bps += link->tx_rate_bps;
+		out->rx_rate_bps += link->rx_rate_bps;
+	}
 	out->streams = s->nstreams;
 	out->tx_payload = s->tx_payload;
 	out->rx_payload = s->rx_payload;
@@ -1189,6 +1246,8 @@ size_t agg_session_get_link_stats(const struct agg_session *s,
 			o->tx_payload = link->tx_payload;
 			o->rx_payload = link->rx_payload;
 			o->delivery_rate_bps = link->delivery_rate * 8;
+			o->tx_rate_bps = link->tx_rate_bps;
+			o->rx_rate_bps = link->rx_rate_bps;
 			o->srtt_us = link->srtt_us;
 			o->rttvar_us = link->rttvar_us;
 			o->rtt_min_us = link->rtt_min_us;

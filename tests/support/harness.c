@@ -220,11 +220,15 @@ static void server_stream_opened_cb(struct agg_session *s,
 static void server_link_state_cb(struct agg_session *s, struct agg_link *link,
     enum agg_link_state state, const char *reason, void *arg)
 {
+	struct harness *h = arg;
+
 	(void)s;
 	(void)link;
-	(void)state;
-	(void)reason;
-	(void)arg;
+	if (state == AGG_LINK_CLOSED || state == AGG_LINK_STALLED)
+		snprintf(h->server_link_reason, sizeof(h->server_link_reason),
+		    "%s", reason);
+	if (state == AGG_LINK_CLOSED)
+		h->server_link_closed_count++;
 }
 
 /* Server session callback: the session ended. */

@@ -3,14 +3,23 @@
  * across many links, link failures, stalls, joins, and many streams.
  */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 
 #include "agg/session.h"
+#include "auth.h"
+#include "internal.h"
 #include "harness.h"
+#include "wire.h"
 #include "pair.h"
 
 #define KEY "test secret"
@@ -405,6 +414,325 @@ START_TEST(test_wrong_secret_refused)
 }
 END_TEST
 
+/* A raw connection to the hub, driven byte by byte by the test. */
+struct raw {
+	int fd;
+	uint8_t buf[1024];
+	size_t len, want;
+	bool eof;
+};
+
+/* Connects a raw socket to the hub. */
+static void raw_connect(struct harness *h, struct raw *r)
+{
+	struct bufferevent *bev;
+	int fds[2];
+
+	memset(r, 0, sizeof(*r));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	r->fd = fds[0];
+	bev = bufferevent_socket_new(h->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+	agg_hub_add_link(h->hub, bev, "raw");
+}
+
+/* Writes all bytes to the raw socket. */
+static void raw_send(struct raw *r, const void *p, size_t n)
+{
+	ck_assert_int_eq(write(r->fd, p, n), (ssize_t)n);
+}
+
+/* Done when want bytes arrived or the hub closed the connection. */
+static bool raw_readable(struct harness *h, void *arg)
+{
+	struct raw *r = arg;
+	ssize_t n;
+
+	(void)h;
+	while (r->len < r->want) {
+		/* Waiting for EOF: whatever else arrives is thrown away. */
+		if (r->want == SIZE_MAX)
+			r->len = 0;
+		n = read(r->fd, r->buf + r->len, r->want == SIZE_MAX ?
+		    sizeof(r->buf) : r->want - r->len);
+		if (n == 0 || (n < 0 && errno != EAGAIN)) {
+			r->eof = true;
+			return true;
+		}
+		if (n < 0)
+			return false;
+		r->len += (size_t)n;
+	}
+	return true;
+}
+
+/* Reads exactly n bytes (false on EOF). */
+static bool raw_recv(struct harness *h, struct raw *r, size_t n)
+{
+	r->len = 0;
+	r->want = n;
+	ck_assert(harness_run(h, raw_readable, r, 30));
+	return r->len == n;
+}
+
+/* Waits for the hub to close the connection. */
+static void raw_expect_eof(struct harness *h, struct raw *r)
+{
+	r->len = 0;
+	r->want = SIZE_MAX;
+	ck_assert(harness_run(h, raw_readable, r, 30));
+	ck_assert(r->eof);
+}
+
+/* Runs a client handshake on r; returns the WELCOME status. */
+static int raw_handshake(struct harness *h, struct raw *r, const char *key,
+    const uint8_t *sid, uint32_t link_id, uint8_t hello[AGG_CLIENT_HELLO_LEN],
+    uint8_t auth[AGG_MAC_LEN])
+{
+	struct agg_client_hello ch;
+	struct agg_welcome w;
+	uint8_t shello[AGG_SERVER_HELLO_LEN];
+
+	memset(&ch, 0, sizeof(ch));
+	ch.version_min = ch.version_max = AGG_PROTOCOL_VERSION;
+	memcpy(ch.session_id, sid, AGG_SESSION_ID_LEN);
+	ch.link_id = link_id;
+	agg_random_bytes(ch.nonce, sizeof(ch.nonce));
+	agg_client_hello_encode(&ch, hello);
+	raw_send(r, hello, AGG_CLIENT_HELLO_LEN);
+	ck_assert(raw_recv(h, r, AGG_SERVER_HELLO_LEN));
+	memcpy(shello, r->buf, sizeof(shello));
+	agg_auth_client_mac((const uint8_t *)key, strlen(key), hello, shello,
+	    auth);
+	raw_send(r, auth, AGG_MAC_LEN);
+	ck_assert(raw_recv(h, r, AGG_WELCOME_LEN));
+	ck_assert_int_eq(agg_welcome_decode(r->buf, AGG_WELCOME_LEN, &w),
+	    AGG_WIRE_OK);
+	return w.status;
+}
+
+/* The client session's id in binary. */
+static void client_session_id(struct harness *h, uint8_t sid[16])
+{
+	const char *hex = agg_session_id_hex(h->client);
+	unsigned v;
+	size_t i;
+
+	for (i = 0; i < 16; i++) {
+		ck_assert_int_eq(sscanf(hex + 2 * i, "%2x", &v), 1);
+		sid[i] = (uint8_t)v;
+	}
+}
+
+/* Done when the client session is up on at least one link. */
+static bool session_up(struct harness *h, void *arg)
+{
+	(void)arg;
+	return h->server != NULL && agg_session_links_up(h->client) > 0;
+}
+
+START_TEST(test_replayed_handshake_refused)
+{
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	uint8_t sid[16], hello[48], auth[32], hello2[48], auth2[32];
+	struct agg_session_stats st;
+	struct raw r;
+
+	ck_assert(harness_run(h, session_up, NULL, 30));
+	client_session_id(h, sid);
+	raw_connect(h, &r);
+	ck_assert_int_eq(raw_handshake(h, &r, KEY, sid, 77, hello, auth),
+	    AGG_WELCOME_OK);
+	/* Replay the recorded CLIENT_HELLO and AUTH on a new connection. */
+	raw_connect(h, &r);
+	raw_send(&r, hello, sizeof(hello));
+	ck_assert(raw_recv(h, &r, AGG_SERVER_HELLO_LEN));
+	raw_send(&r, auth, sizeof(auth));
+	ck_assert(raw_recv(h, &r, AGG_WELCOME_LEN));
+	ck_assert_int_eq(r.buf[0], AGG_WELCOME_AUTH_FAILED);
+	raw_expect_eof(h, &r);
+	/* A known session id without the key does not join either. */
+	raw_connect(h, &r);
+	ck_assert_int_eq(raw_handshake(h, &r, "guess", sid, 78, hello2, auth2),
+	    AGG_WELCOME_AUTH_FAILED);
+	raw_expect_eof(h, &r);
+	agg_session_get_stats(h->server, &st);
+	ck_assert_uint_eq(st.links, 2);
+	harness_free(h);
+}
+END_TEST
+
+/* A bad frame from a joined link and the reason the server gives. */
+struct bad_frame {
+	const char *what;
+	uint8_t bytes[40];
+	size_t len;
+	const char *reason;
+};
+
+START_TEST(test_bad_input_closes_only_that_link)
+{
+	static const struct bad_frame bad[] = {
+		{ "unknown type", { 0x7f, 0, 0, 0 }, 4,
+		    "protocol error: bad frame header (unknown frame type)" },
+		{ "oversize PING", { 0x07, 0, 0, 9 }, 4,
+		    "protocol error: bad frame header (bad frame length)" },
+		{ "PING with flags", { 0x07, 1, 0, 8 }, 4,
+		    "protocol error: bad frame header (bad frame flags)" },
+		{ "ack of unsent data", { 0x06, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0,
+		    0, 0 }, 13, "protocol error: ack of unsent data" },
+		{ "seq out of window", { 0x04, 0, 0, 20, 0, 0, 0, 0, 0, 0x10,
+		    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }, 24,
+		    "protocol error: sequence number out of window" },
+		{ "data beyond credit", { 0x01, 0, 0, 21, 0, 0, 0, 0, 0, 0,
+		    0xea, 0x60, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0x55 }, 25,
+		    "protocol error: data beyond stream credit" },
+	};
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	uint8_t sid[16], hello[48], auth[32];
+	struct raw r;
+	struct xfer x;
+	size_t i;
+
+	shape(h, 0, 8 * MIB, 1000);
+	start_download(h, &x, 16);
+	run_until_received(h, &x, 1 * MIB);
+	client_session_id(h, sid);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		raw_connect(h, &r);
+		ck_assert_int_eq(raw_handshake(h, &r, KEY, sid,
+		    (uint32_t)(100 + i), hello, auth), AGG_WELCOME_OK);
+		raw_send(&r, bad[i].bytes, bad[i].len);
+		raw_expect_eof(h, &r);
+		close(r.fd);
+		ck_assert_msg(strcmp(h->server_link_reason, bad[i].reason) == 0,
+		    "%s: got \"%s\"", bad[i].what, h->server_link_reason);
+	}
+	finish_download(h, &x, 16);
+	ck_assert(!h->server_closed);
+	ck_assert_int_eq(harness_link_state(h, 0), AGG_LINK_UP);
+	agg_stream_free(x.stream);
+	harness_free(h);
+}
+END_TEST
+
+START_TEST(test_strangers_refused)
+{
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	struct agg_client_hello ch;
+	struct agg_server_hello sh;
+	uint8_t hello[48], noise[4096];
+	struct raw r;
+	size_t i;
+
+	ck_assert(harness_run(h, session_up, NULL, 30));
+	/* HTTP to a link port. */
+	raw_connect(h, &r);
+	raw_send(&r, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+	raw_expect_eof(h, &r);
+	close(r.fd);
+	/* Random bytes. */
+	for (i = 0; i < sizeof(noise); i++)
+		noise[i] = pattern_byte(i * 7);
+	raw_connect(h, &r);
+	raw_send(&r, noise, sizeof(noise));
+	raw_expect_eof(h, &r);
+	close(r.fd);
+	/* A client that speaks only protocol versions 2-3. */
+	memset(&ch, 0, sizeof(ch));
+	ch.version_min = 2;
+	ch.version_max = 3;
+	agg_client_hello_encode(&ch, hello);
+	raw_connect(h, &r);
+	raw_send(&r, hello, sizeof(hello));
+	ck_assert(raw_recv(h, &r, AGG_SERVER_HELLO_LEN));
+	ck_assert_int_eq(agg_server_hello_decode(r.buf, r.len, &sh),
+	    AGG_WIRE_OK);
+	ck_assert_int_eq(sh.status, AGG_HELLO_VERSION_UNSUPPORTED);
+	ck_assert_int_eq(sh.version, 0);
+	raw_expect_eof(h, &r);
+	close(r.fd);
+	ck_assert_uint_eq(agg_hub_sessions(h->hub), 1);
+	ck_assert_int_eq(harness_link_state(h, 0), AGG_LINK_UP);
+	harness_free(h);
+}
+END_TEST
+
+START_TEST(test_client_refuses_non_agg_server)
+{
+	struct harness *h = harness_new(0, NULL, KEY, KEY);
+	struct bufferevent *bev;
+	int fds[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	bev = bufferevent_socket_new(h->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+	ck_assert_ptr_nonnull(agg_session_add_link(h->client, bev, "fake"));
+	ck_assert_int_eq(write(fds[0], "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
+	    "0123456789", 42), 42);
+	ck_assert(harness_run(h, link_closed, NULL, 30));
+	ck_assert_str_eq(h->last_link_reason, "not an agg server (bad magic)");
+	close(fds[0]);
+	harness_free(h);
+}
+END_TEST
+
+START_TEST(test_refused_stream_reports_code)
+{
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	struct xfer x;
+
+	memset(&x, 0, sizeof(x));
+	ck_assert_ptr_nonnull(harness_open(h, "refuse:5", &x));
+	ck_assert(harness_run(h, download_done, &x, 30));
+	ck_assert_int_eq(x.result_code, AGG_ERR_REFUSED);
+	ck_assert_str_eq(x.message, "refused by test");
+	agg_stream_free(x.stream);
+	harness_sleep(h, 0.05);
+	ck_assert_uint_eq(h->client->nstreams, 0);
+	ck_assert_uint_eq(h->server->nstreams, 0);
+	harness_free(h);
+}
+END_TEST
+
+/* Done when the server side of stream i saw it closed. */
+static bool server_xfer_closed(struct harness *h, void *arg)
+{
+	size_t i = *(size_t *)arg;
+
+	return h->nserver_xfers > i && h->server_xfers[i].closed;
+}
+
+START_TEST(test_resets_do_not_leak_credit)
+{
+	struct harness *h = harness_new(2, NULL, KEY, KEY);
+	struct agg_session_stats cs, ss;
+	struct xfer x;
+	size_t i;
+
+	/* Each reset stream had up to a window of data in flight; together
+	 * they are far more than the session window. */
+	for (i = 0; i < 24; i++) {
+		start_download(h, &x, 64);
+		run_until_received(h, &x, 1 * MIB);
+		agg_stream_reset(x.stream, AGG_ERR_GENERAL, "test reset");
+		ck_assert(harness_run(h, server_xfer_closed, &i, 30));
+		ck_assert_str_eq(h->server_xfers[i].message,
+		    "reset by peer: test reset");
+		agg_stream_free(h->server_xfers[i].stream);
+	}
+	start_download(h, &x, 64);
+	finish_download(h, &x, 64);
+	agg_stream_free(x.stream);
+	harness_sleep(h, 0.1);
+	agg_session_get_stats(h->client, &cs);
+	agg_session_get_stats(h->server, &ss);
+	ck_assert_uint_eq(cs.buffered_bytes, 0);
+	ck_assert_uint_eq(ss.buffered_bytes, 0);
+	ck_assert_uint_eq(h->client->nstreams, 0);
+	harness_free(h);
+}
+END_TEST
+
 /* Builds the suite. */
 static Suite *session_suite(void)
 {
@@ -431,10 +759,16 @@ static Suite *session_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_thousand_streams);
 	tcase_add_test(tc, test_slow_reader_does_not_block_others);
+	tcase_add_test(tc, test_refused_stream_reports_code);
+	tcase_add_test(tc, test_resets_do_not_leak_credit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("auth");
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_wrong_secret_refused);
+	tcase_add_test(tc, test_replayed_handshake_refused);
+	tcase_add_test(tc, test_bad_input_closes_only_that_link);
+	tcase_add_test(tc, test_strangers_refused);
+	tcase_add_test(tc, test_client_refuses_non_agg_server);
 	suite_add_tcase(s, tc);
 	return s;
 }

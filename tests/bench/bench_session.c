@@ -106,20 +106,28 @@ struct fast_source {
 
 /* State of one agg download. */
 struct download {
-	struct event_base *base;
 	struct agg_stream *stream;
 	struct sink sink;
 	struct fast_source src;
 };
 
-/* State of the idle-stream run: results still awaited. */
+/* State of the idle-stream run: answers awaited and received. */
 struct idle {
-	struct event_base *base;
 	unsigned want;
 	unsigned ok;
 	unsigned failed;
 };
 
+/* The throughput scenarios, in table order. */
+enum scenario {
+	SCENARIO_APP,
+	SCENARIO_RELAY,
+	SCENARIO_AGG1,
+	SCENARIO_AGG4,
+	SCENARIO_SHAPED,
+};
+
+/* Set when a scenario failed: the exit status is then nonzero. */
 static bool failures;
 
 /* Seconds on the monotonic clock. */
@@ -153,8 +161,7 @@ static void pattern2_init(void)
 		pattern2[i] = pattern2[i + PATTERN_PERIOD] = pattern_byte(i);
 }
 
-/* Makes n (at most a period) pattern bytes from stream offset off: by
- * memcpy if fast, else as the harness's source does, a lookup per byte. */
+/* Makes n pattern bytes at offset off: memcpy, or per byte as the harness. */
 static void pattern_make(uint8_t *buf, uint64_t off, size_t n, bool fast)
 {
 	size_t i;
@@ -167,8 +174,7 @@ static void pattern_make(uint8_t *buf, uint64_t off, size_t n, bool fast)
 		buf[i] = pattern2[(off + i) % PATTERN_PERIOD];
 }
 
-/* Checks len bytes at stream offset off; offset of the first bad byte + 1,
- * or 0 if they all match. */
+/* Checks len bytes at offset off: first bad offset + 1, or 0 if all match. */
 static uint64_t pattern_check(const uint8_t *p, uint64_t off, size_t len)
 {
 	size_t done = 0, n, j;
@@ -230,8 +236,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 }
 
-/* Runs base until done(arg) or seconds pass; true if done. The predicate
- * is checked after every loop iteration, without allocating. */
+/* Runs base until done(arg) (checked every iteration) or seconds pass. */
 static bool bench_until(struct event_base *base, bool (*done)(void *),
     void *arg, double seconds)
 {
@@ -512,8 +517,7 @@ static const struct agg_stream_callbacks dl_cbs = {
 	.closed = dl_closed_cb,
 };
 
-/* Fast source: writes as much of the pattern as the stream takes, by
- * memcpy from the doubled table; FIN after the last byte. */
+/* Fast source: writes what the stream takes by memcpy; FIN at the end. */
 static void src_pump(struct fast_source *f)
 {
 	size_t space, n;
@@ -544,8 +548,7 @@ static const struct agg_stream_callbacks src_cbs = {
 	.writable = src_writable_cb,
 };
 
-/* Server session with --fast-source: serves "source:N" itself, refuses
- * anything else. */
+/* Server with --fast-source: serves "source:N" itself, refuses the rest. */
 static void src_stream_opened_cb(struct agg_session *s, struct agg_stream *st,
     const struct agg_target *t, void *arg)
 {
@@ -578,8 +581,7 @@ static void shape_links(struct harness *h)
 	    SHAPED_SLOW_DELAY_US);
 }
 
-/* Downloads bytes from the server's "source" over nlinks links (shaped if
- * asked), timing from the OPEN to the FIN. */
+/* Downloads bytes from "source" over nlinks links, timed from OPEN to FIN. */
 static void run_agg(const struct options *o, size_t nlinks, bool shaped,
     uint64_t bytes, struct result *r)
 {
@@ -592,7 +594,6 @@ static void run_agg(const struct options *o, size_t nlinks, bool shaped,
 	size_t i;
 
 	memset(&d, 0, sizeof(d));
-	d.base = h->base;
 	d.sink.want = bytes;
 	d.sink.verify = o->verify;
 	r->bytes = bytes;
@@ -648,7 +649,7 @@ static void run_agg(const struct options *o, size_t nlinks, bool shaped,
 		    "payload per link (MiB):");
 		for (i = 0; i < nlinks && len < (int)sizeof(r->note); i++)
 			len += snprintf(r->note + len,
-			    sizeof(r->note) - (size_t)len, " %.0f",
+			    sizeof(r->note) - (size_t)len, " %.1f",
 			    (double)harness_link_payload(h, i) / (double)MIB);
 	}
 	if (d.stream != NULL)
@@ -684,8 +685,7 @@ static bool idle_answered(void *arg)
 	return w->ok + w->failed >= w->want;
 }
 
-/* Opens streams [from, to) to an echo target and waits for their answers;
- * false (with a message) if that failed. */
+/* Opens streams [from, to) to "echo" and waits for all their answers. */
 static bool idle_open(struct harness *h, struct agg_stream **streams,
     unsigned from, unsigned to, struct idle *w)
 {
@@ -713,8 +713,7 @@ static bool idle_open(struct harness *h, struct agg_stream **streams,
 	return true;
 }
 
-/* Opens idle streams and measures the heap growth per stream, both ends
- * together (client and server sessions live in this process). */
+/* Measures the heap growth per idle stream, both ends (one process). */
 static void run_idle(const struct options *o)
 {
 	struct harness *h = harness_new(1, NULL, KEY, KEY);
@@ -726,7 +725,6 @@ static void run_idle(const struct options *o)
 	double total, marginal;
 
 	memset(&w, 0, sizeof(w));
-	w.base = h->base;
 	if (!bench_until(h->base, links_up, h, 10)) {
 		printf("idle stream memory: FAILED: link did not come up\n");
 		failures = true;
@@ -746,6 +744,11 @@ static void run_idle(const struct options *o)
 	m2 = heap_in_use();
 	agg_session_get_stats(h->client, &cs);
 	agg_session_get_stats(h->server, &ss);
+	if (m2 <= m0) {
+		printf("idle stream memory: not measurable: mallinfo2() saw no "
+		    "growth (malloc replaced, e.g. by a sanitizer?)\n");
+		goto out;
+	}
 	total = ((double)m2 - (double)m0) / o->streams;
 	marginal = ((double)m2 - (double)m1) / (o->streams - half);
 	printf("idle stream memory: %.0f bytes/stream (%u streams, both ends, "
@@ -765,7 +768,8 @@ out:
 }
 
 /* Runs one throughput scenario repeat times; keeps the fastest run. */
-static void run_best(const struct options *o, int which, struct result *best)
+static void run_best(const struct options *o, enum scenario which,
+    struct result *best)
 {
 	struct result r;
 	unsigned i;
@@ -773,19 +777,19 @@ static void run_best(const struct options *o, int which, struct result *best)
 	for (i = 0; i < o->repeat; i++) {
 		memset(&r, 0, sizeof(r));
 		switch (which) {
-		case 0:
+		case SCENARIO_APP:
 			run_app(o, &r);
 			break;
-		case 1:
+		case SCENARIO_RELAY:
 			run_relay(o, &r);
 			break;
-		case 2:
+		case SCENARIO_AGG1:
 			run_agg(o, 1, false, o->bytes, &r);
 			break;
-		case 3:
+		case SCENARIO_AGG4:
 			run_agg(o, 4, false, o->bytes, &r);
 			break;
-		default:
+		case SCENARIO_SHAPED:
 			run_agg(o, 2, true, o->shaped_bytes, &r);
 			break;
 		}
@@ -855,18 +859,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: bench_session [options]\n"
-	    "  --bytes N         bytes per throughput run (default 1G; K, M, G\n"
-	    "                    suffixes; rounded up to whole MiB)\n"
-	    "  --shaped-bytes N  bytes over the 2 shaped links (default 128M)\n"
-	    "  --streams N       idle streams to open (default 1000, max %u)\n"
-	    "  --repeat N        run each throughput scenario N times, keep the\n"
-	    "                    fastest (default 1)\n"
-	    "  --no-verify       drain received bytes without checking them\n"
-	    "  --fast-source     make the bytes by memcpy, in a source of this\n"
-	    "                    program, instead of the harness's \"source\"\n"
-	    "                    (a table lookup per byte)\n"
-	    "  --only LIST       comma-separated subset of: app, relay, agg1,\n"
-	    "                    agg4, idle, shaped (default: all)\n",
+	    "  --bytes N         bytes per throughput run (default 1G;\n"
+	    "                    K, M, G suffixes; rounded up to MiB)\n"
+	    "  --shaped-bytes N  bytes over 2 shaped links (default 128M)\n"
+	    "  --streams N       idle streams (default and max %u)\n"
+	    "  --repeat N        run each throughput scenario N times,\n"
+	    "                    keep the fastest (default 1)\n"
+	    "  --no-verify       drain received bytes without checking\n"
+	    "  --fast-source     make the bytes by memcpy in a source of\n"
+	    "                    this program, not in the harness's\n"
+	    "                    \"source\" (a table lookup per byte)\n"
+	    "  --only LIST       comma-separated subset of: app, relay,\n"
+	    "                    agg1, agg4, idle, shaped (default: all)\n",
 	    MAX_IDLE_STREAMS);
 }
 
@@ -928,8 +932,10 @@ static bool parse_args(int argc, char **argv, struct options *o)
 			usage(stdout);
 			exit(EXIT_SUCCESS);
 		}
-		if (val == NULL)
+		if (val == NULL) {
+			fprintf(stderr, "%s needs a value\n", arg);
 			return false;
+		}
 		i++;
 		if (strcmp(arg, "--bytes") == 0) {
 			if (!parse_bytes(val, &o->bytes) ||
@@ -952,9 +958,12 @@ static bool parse_args(int argc, char **argv, struct options *o)
 				o->repeat = (unsigned)v;
 			}
 		} else if (strcmp(arg, "--only") == 0) {
-			if (!parse_only(val, o))
+			if (!parse_only(val, o)) {
+				fprintf(stderr, "bad --only list: %s\n", val);
 				return false;
+			}
 		} else {
+			fprintf(stderr, "unknown option: %s\n", arg);
 			return false;
 		}
 	}
@@ -976,6 +985,7 @@ static void print_costs(const struct result *app, const struct result *relay,
 	    "socket I/O %.3f, agg %.3f\n", a, p - a, g - p);
 }
 
+/* Parses the options, runs the scenarios and prints the table. */
 int main(int argc, char **argv)
 {
 	struct result app, relay, agg1, agg4, shaped;
@@ -998,15 +1008,15 @@ int main(int argc, char **argv)
 	    o.repeat > 1 ? "; fastest of the runs" : "");
 	print_header();
 	if (o.run_app)
-		run_best(&o, 0, &app);
+		run_best(&o, SCENARIO_APP, &app);
 	if (o.run_relay)
-		run_best(&o, 1, &relay);
+		run_best(&o, SCENARIO_RELAY, &relay);
 	if (o.run_agg1)
-		run_best(&o, 2, &agg1);
+		run_best(&o, SCENARIO_AGG1, &agg1);
 	if (o.run_agg4)
-		run_best(&o, 3, &agg4);
+		run_best(&o, SCENARIO_AGG4, &agg4);
 	if (o.run_shaped)
-		run_best(&o, 4, &shaped);
+		run_best(&o, SCENARIO_SHAPED, &shaped);
 	printf("\n");
 	print_costs(&app, &relay, &agg1);
 	if (o.run_idle)

@@ -207,6 +207,26 @@ START_TEST(test_link_cut_mid_transfer)
 }
 END_TEST
 
+START_TEST(test_server_closes_a_link)
+{
+	struct harness *h = harness_new(3, NULL, KEY, KEY);
+	struct xfer x;
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		shape(h, i, 16 * MIB, 1000);
+	start_download(h, &x, 32);
+	run_until_received(h, &x, 8 * MIB);
+	agg_link_close(TAILQ_FIRST(&h->server->links), "test closes it");
+	finish_download(h, &x, 32);
+	ck_assert_int_eq(h->link_closed_count, 1);
+	ck_assert_str_eq(h->server_link_reason, "test closes it");
+	ck_assert_uint_eq(agg_session_links_up(h->client), 2);
+	agg_stream_free(x.stream);
+	harness_free(h);
+}
+END_TEST
+
 /* Done when the client's link i is back up. */
 static bool link0_up(struct harness *h, void *arg)
 {
@@ -751,6 +771,7 @@ static Suite *session_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_link_cut_mid_transfer);
 	tcase_add_test(tc, test_link_stall_mid_transfer);
+	tcase_add_test(tc, test_server_closes_a_link);
 	tcase_add_test(tc, test_link_added_mid_transfer);
 	tcase_add_test(tc, test_all_links_gone_then_back);
 	tcase_add_test(tc, test_grace_period_expires);

@@ -488,6 +488,16 @@ void agg_stream_accept(struct agg_stream *st,
 	agg_session_stream_ready(st->session, st);
 }
 
+/* Hands the stream's events to other callbacks. */
+void agg_stream_set_callbacks(struct agg_stream *st,
+    const struct agg_stream_callbacks *cbs, void *arg)
+{
+	if (st->owner_gone)
+		return;
+	st->cbs = cbs;
+	st->arg = arg;
+}
+
 /* Refuses a stream the peer opened, and frees it. */
 void agg_stream_refuse(struct agg_stream *st, int code, const char *message)
 {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -15,6 +16,7 @@
 #include <event2/event.h>
 
 #include "agg/log.h"
+#include "agg/splice.h"
 #include "agg/target.h"
 #include "pair.h"
 
@@ -186,6 +188,66 @@ static const struct agg_stream_callbacks xfer_cbs = {
 	.closed = xfer_closed_cb,
 };
 
+/* Echo end of a "pipe" stream: sends back what arrives. */
+static void echo_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	bufferevent_write_buffer(bev, bufferevent_get_input(bev));
+}
+
+/* Echo end: once EOF came and everything went back, shut down writing. */
+static void echo_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct harness *h = arg;
+
+	if (h->echo_eof && evbuffer_get_length(bufferevent_get_output(bev)) ==
+	    0)
+		shutdown((int)bufferevent_getfd(bev), SHUT_WR);
+}
+
+/* Echo end: EOF from the splice. */
+static void echo_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct harness *h = arg;
+
+	if (what & BEV_EVENT_EOF) {
+		h->echo_eof = true;
+		echo_write_cb(bev, arg);
+	}
+}
+
+/* The server's splice ended. */
+static void splice_done_cb(struct agg_splice *sp, int error,
+    const char *reason, void *arg)
+{
+	struct harness *h = arg;
+
+	h->splice_done = true;
+	h->splice_error = error;
+	snprintf(h->splice_reason, sizeof(h->splice_reason), "%s", reason);
+	agg_splice_free(sp);
+}
+
+/* Accepts a stream and splices it to an in-process echo socket. */
+static void server_splice_echo(struct harness *h, struct agg_stream *st)
+{
+	struct bufferevent *bev;
+	int fds[2];
+
+	if (h->echo_bev != NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) {
+		agg_stream_refuse(st, AGG_ERR_GENERAL, "one pipe at a time");
+		return;
+	}
+	h->echo_bev = bufferevent_socket_new(h->base, fds[0],
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(h->echo_bev, echo_read_cb, echo_write_cb,
+	    echo_event_cb, h);
+	bufferevent_enable(h->echo_bev, EV_READ | EV_WRITE);
+	bev = bufferevent_socket_new(h->base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+	agg_stream_accept(st, NULL, NULL);
+	agg_splice_new(st, bev, bev, splice_done_cb, h);
+}
+
 /* Server: a peer opened a stream; behave as its host name says. */
 static void server_stream_opened_cb(struct agg_session *s,
     struct agg_stream *st, const struct agg_target *t, void *arg)
@@ -198,6 +260,10 @@ static void server_stream_opened_cb(struct agg_session *s,
 	    h->nserver_xfers >= sizeof(h->server_xfers) /
 	    sizeof(h->server_xfers[0])) {
 		agg_stream_refuse(st, t->port, "refused by test");
+		return;
+	}
+	if (strcmp(t->addr.name, "pipe") == 0) {
+		server_splice_echo(h, st);
 		return;
 	}
 	x = &h->server_xfers[h->nserver_xfers++];
@@ -430,6 +496,8 @@ void harness_free(struct harness *h)
 
 	agg_session_free(h->client);
 	agg_hub_free(h->hub);
+	if (h->echo_bev != NULL)
+		bufferevent_free(h->echo_bev);
 	for (i = 0; i < h->npairs; i++)
 		if (h->pairs[i] != NULL)
 			agg_pair_free(h->pairs[i]);

@@ -9,6 +9,8 @@
  *   "echo"        accept and send back what arrives; FIN after FIN
  *   "slow"        accept, send the pattern like "source", never read
  *   "refuse"      refuse with code = target port
+ *   "pipe"        accept and splice (agg/splice.h) to an in-process echo
+ *                 socket that shuts down after EOF (one at a time)
  */
 #ifndef AGG_HARNESS_H
 #define AGG_HARNESS_H
@@ -58,6 +60,10 @@ struct harness {
 	int link_closed_count, link_stalled_count, link_up_count;
 	bool server_closed, client_closed;
 	char server_close_reason[256], client_close_reason[256];
+	struct bufferevent *echo_bev;
+	bool echo_eof, splice_done;
+	int splice_error;
+	char splice_reason[256];
 	struct xfer server_xfers[1024];
 	size_t nserver_xfers;
 };

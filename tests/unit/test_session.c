@@ -714,6 +714,37 @@ START_TEST(test_refused_stream_reports_code)
 }
 END_TEST
 
+/* Done when the client got its echo back and EOF, and the splice ended. */
+static bool pipe_done(struct harness *h, void *arg)
+{
+	struct xfer *x = arg;
+
+	return (x->got_eof && h->splice_done) || x->closed;
+}
+
+START_TEST(test_splice_echo_with_half_close)
+{
+	struct harness *h = harness_new(2, NULL, KEY, KEY);
+	struct xfer x;
+
+	memset(&x, 0, sizeof(x));
+	x.reading = true;
+	x.to_send = 16 * MIB + 12345;
+	ck_assert_ptr_nonnull(harness_open(h, "pipe:1", &x));
+	ck_assert(harness_run(h, pipe_done, &x, 120));
+	ck_assert(!x.closed);
+	ck_assert_uint_eq(x.received, 16 * MIB + 12345);
+	ck_assert_uint_eq(x.bad_offset, 0);
+	ck_assert_int_eq(h->splice_error, 0);
+	ck_assert_str_eq(h->splice_reason, "closed");
+	agg_stream_free(x.stream);
+	harness_sleep(h, 0.05);
+	ck_assert_uint_eq(h->server->nstreams, 0);
+	ck_assert_uint_eq(h->client->nstreams, 0);
+	harness_free(h);
+}
+END_TEST
+
 /* Done when the server side of stream i saw it closed. */
 static bool server_xfer_closed(struct harness *h, void *arg)
 {
@@ -781,6 +812,7 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, test_thousand_streams);
 	tcase_add_test(tc, test_slow_reader_does_not_block_others);
 	tcase_add_test(tc, test_refused_stream_reports_code);
+	tcase_add_test(tc, test_splice_echo_with_half_close);
 	tcase_add_test(tc, test_resets_do_not_leak_credit);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("auth");

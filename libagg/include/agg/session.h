@@ -133,6 +133,9 @@ struct agg_stream *agg_session_open_stream(struct agg_session *session,
 /* Server: accepts a stream the peer opened (sends RESULT ok). */
 void agg_stream_accept(struct agg_stream *stream,
     const struct agg_stream_callbacks *cbs, void *arg);
+/* Hands the stream's events to other callbacks (e.g. a splice). */
+void agg_stream_set_callbacks(struct agg_stream *stream,
+    const struct agg_stream_callbacks *cbs, void *arg);
 /* Server: refuses a stream the peer opened and frees it. */
 void agg_stream_refuse(struct agg_stream *stream, int code,
     const char *message);

@@ -186,7 +186,8 @@ struct agg_session {
 	uint64_t rx_received;       /* sum of streams' rx_highest */
 	uint64_t rx_consumed;
 	uint64_t rx_limit;          /* session credit granted */
-	bool ack_pending, credit_dirty;
+	bool ack_pending;
+	unsigned ack_frames;        /* reliable frames since the last ACK */
 
 	/* Streams. */
 	struct agg_stream **buckets;
@@ -201,6 +202,7 @@ struct agg_session {
 
 	struct event *kick;
 	struct event *grace;
+	struct event *ack_timer;
 
 	/* Statistics. */
 	uint64_t tx_payload, rx_payload, resent_frames, duplicate_frames;

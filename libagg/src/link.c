@@ -74,8 +74,13 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	TAILQ_INIT(&link->inflight);
 	link->hs_step = role == AGG_ROLE_CLIENT ? HS_CLIENT_WAIT_SHELLO :
 	    HS_SERVER_WAIT_HELLO;
+	/* A blocking pipe would stall the whole event loop. */
+	if (bufferevent_getfd(bev) >= 0)
+		evutil_make_socket_nonblocking(bufferevent_getfd(bev));
 	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb,
 	    link);
+	/* Whole frames per write call rather than libevent's 16 KiB. */
+	bufferevent_set_max_single_write(bev, 256 * 1024);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	agg_link_schedule_timer(link, (uint64_t)handshake_ms * 1000u);
 	return link;

@@ -20,9 +20,13 @@
 #define SESSION_SCHEDULE_BATCH 512
 #define SESSION_DEFAULT_RATE 12500000u /* bytes/s assumed before measuring */
 #define SESSION_UNKNOWN_RTT_US 1000000u
+/* ACK at once after this many reliable frames; fewer wait for the timer. */
+#define SESSION_ACK_EVERY 4
+#define SESSION_ACK_DELAY_US 1000
 
 static void session_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void session_grace_cb(evutil_socket_t fd, short what, void *arg);
+static void session_ack_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void session_queue_credit(struct agg_session *s, uint32_t stream,
     uint64_t limit);
 
@@ -98,7 +102,9 @@ struct agg_session *agg_session_new(struct event_base *base,
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	s->kick = event_new(base, -1, 0, session_kick_cb, s);
 	s->grace = evtimer_new(base, session_grace_cb, s);
-	if (s->buckets == NULL || s->kick == NULL || s->grace == NULL) {
+	s->ack_timer = evtimer_new(base, session_ack_timer_cb, s);
+	if (s->buckets == NULL || s->kick == NULL || s->grace == NULL ||
+	    s->ack_timer == NULL) {
 		agg_session_free(s);
 		return NULL;
 	}
@@ -689,6 +695,7 @@ static int session_rx_reliable(struct agg_session *s, struct agg_link *link,
 
 	link->rx_frames++;
 	s->ack_pending = true;
+	s->ack_frames++;
 	agg_session_kick(s);
 	if ((r = session_rx_seq(s, seq)) < 0) {
 		agg_link_close(link,
@@ -931,6 +938,8 @@ void agg_session_send_ack_on(struct agg_session *s, struct agg_link *carrier)
 	f.message_len = 0;
 	agg_link_send_control(carrier, &f);
 	s->ack_pending = false;
+	s->ack_frames = 0;
+	evtimer_del(s->ack_timer);
 }
 
 /* Sends the pending ACK on the fastest link. */
@@ -940,6 +949,28 @@ static void session_send_ack(struct agg_session *s)
 
 	if (s->ack_pending && (carrier = session_fastest_link(s, false)))
 		agg_session_send_ack_on(s, carrier);
+}
+
+/* Sends the ACK now if enough frames wait for it, else arms a short timer:
+ * one ACK then covers several frames. */
+static void session_maybe_ack(struct agg_session *s)
+{
+	struct timeval tv = { 0, SESSION_ACK_DELAY_US };
+
+	if (!s->ack_pending)
+		return;
+	if (s->ack_frames >= SESSION_ACK_EVERY || s->ack_frames == 0)
+		session_send_ack(s);
+	else if (!evtimer_pending(s->ack_timer, NULL))
+		evtimer_add(s->ack_timer, &tv);
+}
+
+/* The delayed ACK is due. */
+static void session_ack_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_send_ack(arg);
 }
 
 /* Sends queued frames while some link has room: control frames on the
@@ -1022,7 +1053,7 @@ static void session_kick_cb(evutil_socket_t fd, short what, void *arg)
 	session_reap_links(s);
 	if (s->closed)
 		return;
-	session_send_ack(s);
+	session_maybe_ack(s);
 	session_schedule(s);
 }
 
@@ -1146,6 +1177,7 @@ void agg_session_close(struct agg_session *s, const char *reason)
 	f.scope = AGG_CLOSE_SESSION;
 	f.message_len = agg_frame_set_message(&f, reason);
 	evtimer_del(s->grace);
+	evtimer_del(s->ack_timer);
 	TAILQ_FOREACH(link, &s->links, entry)
 		if (link->state == AGG_LINK_UP && link->bev != NULL)
 			agg_link_send_control(link, &f);
@@ -1195,6 +1227,8 @@ void agg_session_free(struct agg_session *s)
 		event_free(s->kick);
 	if (s->grace != NULL)
 		event_free(s->grace);
+	if (s->ack_timer != NULL)
+		event_free(s->ack_timer);
 	free(s->buckets);
 	free(s);
 }

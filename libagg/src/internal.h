@@ -136,6 +136,8 @@ struct agg_stream {
 	struct evbuffer *rx_buf;  /* in order, for the owner */
 	struct agg_rxseg *rx_ooo; /* out of order, sorted by offset */
 	size_t rx_ooo_count;
+	uint8_t fail_code;        /* why it closed, for a late accept */
+	char fail_reason[96];
 	uint64_t rx_offset;       /* next in-order offset */
 	uint64_t rx_highest;      /* highest end offset received */
 	uint64_t rx_consumed;     /* drained by the owner */
@@ -160,6 +162,7 @@ struct agg_session {
 	bool established;          /* client: a link has been welcomed */
 	bool closed;
 	bool closed_told;
+	bool restarting;
 	char close_reason[160];
 	const struct agg_session_callbacks *cbs;
 	void *arg;
@@ -192,6 +195,7 @@ struct agg_session {
 	/* Streams. */
 	struct agg_stream **buckets;
 	size_t nbuckets, nstreams;
+	size_t ooo_pieces;          /* out-of-order pieces of all streams */
 	uint32_t next_stream_id;
 	uint32_t early_resets[AGG_EARLY_RESETS]; /* RESETs before their OPEN */
 	unsigned early_reset_next;
@@ -267,10 +271,11 @@ void agg_session_attach(struct agg_session *s, struct agg_link *link);
 struct agg_stream *agg_stream_new(struct agg_session *s, uint32_t id,
     enum agg_stream_state state);
 void agg_stream_destroy(struct agg_stream *st);
+void agg_stream_release(struct agg_stream *st);
 int agg_stream_on_data(struct agg_stream *st, uint64_t offset, bool fin,
     uint16_t len, struct evbuffer *in, const char **why);
 void agg_stream_on_result(struct agg_stream *st, const struct agg_frame *f);
-void agg_stream_on_reset(struct agg_stream *st, const struct agg_frame *f);
+int agg_stream_on_reset(struct agg_stream *st, const struct agg_frame *f);
 void agg_stream_fail(struct agg_stream *st, int code, const char *reason);
 struct agg_seg *agg_stream_next_seg(struct agg_stream *st, uint64_t max);
 bool agg_stream_wants_send(const struct agg_stream *st);

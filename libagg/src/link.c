@@ -32,6 +32,7 @@ static void link_read_cb(struct bufferevent *bev, void *arg);
 static void link_write_cb(struct bufferevent *bev, void *arg);
 static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 static void link_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void link_read_frames(struct agg_link *link, struct evbuffer *in);
 
 /* Monotonic clock in microseconds. */
 uint64_t agg_now_us(void)
@@ -128,8 +129,11 @@ void agg_link_send_seg(struct agg_link *link, struct agg_seg *seg)
 		evbuffer_add(out, hdr, sizeof(hdr));
 		link->tx_payload += seg->len;
 	}
-	/* The body stays ours for a resend: the output only references it. */
-	evbuffer_add_buffer_reference(out, seg->body);
+	/* The body stays ours for a resend: the output only references it
+	 * (or gets a copy, for bodies libevent cannot reference). */
+	if (evbuffer_add_buffer_reference(out, seg->body) != 0)
+		evbuffer_add(out, evbuffer_pullup(seg->body, -1),
+		    evbuffer_get_length(seg->body));
 	/* An idle link that starts carrying frames needs its liveness tick
 	 * soon, not at the idle interval. */
 	if (TAILQ_EMPTY(&link->inflight) && link->session != NULL)
@@ -411,7 +415,8 @@ static void link_on_ping(struct agg_link *link, const struct agg_frame *f)
 	pong.value = f->value;
 	agg_link_send_control(link, &pong);
 	/* A probe may mean our ACKs got lost elsewhere: repeat them here. */
-	if (link->session != NULL)
+	if (link->session != NULL && agg_link_queued(link) <
+	    link->session->cfg.link_output_max)
 		agg_session_send_ack_on(link->session, link);
 }
 
@@ -438,6 +443,13 @@ static void link_read_frames(struct agg_link *link, struct evbuffer *in)
 	int r;
 
 	while (link->state != AGG_LINK_CLOSED && link->session != NULL) {
+		/* A peer that sends but does not read would make our answers
+		 * pile up: stop reading until the output drains. */
+		if (agg_link_queued(link) > 4 *
+		    (size_t)link->session->cfg.link_output_max) {
+			bufferevent_disable(link->bev, EV_READ);
+			return;
+		}
 		avail = evbuffer_get_length(in);
 		if (avail < AGG_FRAME_HEADER_LEN)
 			return;
@@ -498,8 +510,15 @@ static void link_write_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (link->session != NULL && link->state != AGG_LINK_HANDSHAKE)
+	if (link->session != NULL && link->state != AGG_LINK_HANDSHAKE) {
+		if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+			bufferevent_enable(bev, EV_READ);
+			link_read_frames(link, bufferevent_get_input(bev));
+			if (link->state == AGG_LINK_CLOSED)
+				return;
+		}
 		agg_session_on_link_writable(link->session, link);
+	}
 }
 
 /* EOF or error on the pipe. */

@@ -27,6 +27,8 @@
 static void session_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void session_grace_cb(evutil_socket_t fd, short what, void *arg);
 static void session_ack_timer_cb(evutil_socket_t fd, short what, void *arg);
+static int session_on_reliable(struct agg_session *s, struct agg_link *link,
+    const struct agg_frame *f);
 static void session_queue_credit(struct agg_session *s, uint32_t stream,
     uint64_t limit);
 
@@ -232,7 +234,8 @@ void agg_session_queue_control(struct agg_session *s, struct agg_frame *f)
 	struct agg_seg *seg;
 	size_t len;
 
-	if (s->closed || (seg = agg_session_seg_get(s)) == NULL)
+	if (s->closed || s->restarting || (seg = agg_session_seg_get(s)) ==
+	    NULL)
 		return;
 	f->seq = s->tx_seq;
 	if ((len = agg_frame_encode(f, buf, sizeof(buf))) == 0) {
@@ -451,6 +454,13 @@ static void session_requeue(struct agg_session *s, struct agg_link *link)
 
 	while ((seg = TAILQ_FIRST(&link->inflight)) != NULL) {
 		TAILQ_REMOVE(&link->inflight, seg, entry);
+		if (seg->seq < s->peer_cum) {
+			/* Delivered, says the cumulative ack. */
+			if (seg->type == AGG_FRAME_DATA)
+				s->unacked_bytes -= seg->len;
+			agg_session_seg_put(s, seg);
+			continue;
+		}
 		seg->link = NULL;
 		TAILQ_INSERT_TAIL(&s->resend, seg, entry);
 		link->resent_frames++;
@@ -488,6 +498,9 @@ static void session_restart(struct agg_session *s, const char *reason)
 
 	agg_log_warn("session %s: %s; starting a new session", s->id_hex,
 	    reason);
+	/* No stream can be opened while the old ones fail: their frames
+	 * would go out in the new session. */
+	s->restarting = true;
 	for (i = 0; i < s->nbuckets; i++) {
 		struct agg_stream *st, *stnext;
 
@@ -496,9 +509,11 @@ static void session_restart(struct agg_session *s, const char *reason)
 			agg_stream_fail(st, AGG_ERR_GENERAL, reason);
 		}
 	}
+	s->restarting = false;
+	/* Handshaking links carry the old id too. */
 	TAILQ_FOREACH_SAFE(link, &s->links, entry, next)
-		if (link->state != AGG_LINK_HANDSHAKE)
-			agg_link_close(link, reason);
+		agg_link_close(link, reason);
+	memset(s->early_resets, 0, sizeof(s->early_resets));
 	session_free_segs(s, &s->ctrl);
 	session_free_segs(s, &s->resend);
 	s->tx_seq = s->peer_cum = s->tx_sent = s->tx_limit = 0;
@@ -665,8 +680,8 @@ static int session_on_ack(struct agg_session *s, struct agg_link *link,
 	return 0;
 }
 
-/* Records seq as received; 1 if it is a duplicate, -1 if out of window. */
-static int session_rx_seq(struct agg_session *s, uint64_t seq)
+/* Whether seq is new (0), a duplicate (1) or out of the window (-1). */
+static int session_rx_seq_check(const struct agg_session *s, uint64_t seq)
 {
 	uint64_t bit;
 
@@ -675,8 +690,16 @@ static int session_rx_seq(struct agg_session *s, uint64_t seq)
 	if (seq - s->rx_cum >= AGG_SEQ_WINDOW)
 		return -1;
 	bit = seq % AGG_SEQ_WINDOW;
-	if (s->rx_seen[bit / 8] & (1u << (bit % 8)))
-		return 1;
+	return (s->rx_seen[bit / 8] & (1u << (bit % 8))) ? 1 : 0;
+}
+
+/* Records a new seq as received, once its frame has been taken. Marking
+ * only then means a frame whose link was closed over it is not mistaken
+ * for a duplicate when it is resent. */
+static void session_rx_seq_mark(struct agg_session *s, uint64_t seq)
+{
+	uint64_t bit = seq % AGG_SEQ_WINDOW;
+
 	s->rx_seen[bit / 8] |= (uint8_t)(1u << (bit % 8));
 	while (s->rx_seen[(s->rx_cum % AGG_SEQ_WINDOW) / 8] &
 	    (1u << (s->rx_cum % 8))) {
@@ -684,7 +707,6 @@ static int session_rx_seq(struct agg_session *s, uint64_t seq)
 		s->rx_seen[bit / 8] &= (uint8_t)~(1u << (bit % 8));
 		s->rx_cum++;
 	}
-	return 0;
 }
 
 /* Counts a reliable frame received on link; 1 duplicate, -1 violation. */
@@ -697,7 +719,7 @@ static int session_rx_reliable(struct agg_session *s, struct agg_link *link,
 	s->ack_pending = true;
 	s->ack_frames++;
 	agg_session_kick(s);
-	if ((r = session_rx_seq(s, seq)) < 0) {
+	if ((r = session_rx_seq_check(s, seq)) < 0) {
 		agg_link_close(link,
 		    "protocol error: sequence number out of window");
 		return -1;
@@ -726,10 +748,14 @@ int agg_session_on_data(struct agg_session *s, struct agg_link *link,
 	}
 	evbuffer_drain(in, AGG_FRAME_HEADER_LEN + AGG_DATA_HEADER_LEN);
 	link->rx_payload += payload_len;
-	if ((r = session_rx_reliable(s, link, seq)) != 0 ||
-	    (st = agg_session_stream_find(s, stream)) == NULL) {
+	if ((r = session_rx_reliable(s, link, seq)) != 0) {
 		evbuffer_drain(in, payload_len);
 		return r < 0 ? -1 : 0;
+	}
+	if ((st = agg_session_stream_find(s, stream)) == NULL) {
+		evbuffer_drain(in, payload_len);
+		session_rx_seq_mark(s, seq);
+		return 0;
 	}
 	s->rx_payload += payload_len;
 	if (agg_stream_on_data(st, offset, (flags & AGG_DATA_FIN) != 0,
@@ -739,6 +765,7 @@ int agg_session_on_data(struct agg_session *s, struct agg_link *link,
 		agg_link_close(link, msg);
 		return -1;
 	}
+	session_rx_seq_mark(s, seq);
 	return link->state == AGG_LINK_CLOSED ? -1 : 0;
 }
 
@@ -787,8 +814,8 @@ static int session_on_open(struct agg_session *s, struct agg_link *link,
 	st->in_callback++;
 	s->cbs->stream_opened(s, st, &f->target, s->arg);
 	st->in_callback--;
-	if (st->owner_gone)
-		agg_stream_destroy(st);
+	if (st->owner_gone && st->in_callback == 0)
+		agg_stream_release(st);
 	return 0;
 }
 
@@ -807,12 +834,14 @@ static void session_on_pong(struct agg_link *link, const struct agg_frame *f)
 int agg_session_on_frame(struct agg_session *s, struct agg_link *link,
     const struct agg_frame *f)
 {
-	struct agg_stream *st;
 	int r;
 
 	if (agg_frame_is_reliable(f->type)) {
 		if ((r = session_rx_reliable(s, link, f->seq)) != 0)
 			return r < 0 ? -1 : 0;
+		if ((r = session_on_reliable(s, link, f)) == 0)
+			session_rx_seq_mark(s, f->seq);
+		return r;
 	}
 	switch (f->type) {
 	case AGG_FRAME_ACK:
@@ -820,6 +849,29 @@ int agg_session_on_frame(struct agg_session *s, struct agg_link *link,
 	case AGG_FRAME_PONG:
 		session_on_pong(link, f);
 		return 0;
+	case AGG_FRAME_CLOSE:
+		if (f->scope == AGG_CLOSE_SESSION) {
+			char why[300];
+
+			snprintf(why, sizeof(why), "closed by peer: %s",
+			    f->message);
+			agg_session_close(s, why);
+			return -1;
+		}
+		agg_link_close(link, "closed by peer");
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+/* Handles a new reliable frame other than DATA; -1 if the link closed. */
+static int session_on_reliable(struct agg_session *s, struct agg_link *link,
+    const struct agg_frame *f)
+{
+	struct agg_stream *st;
+
+	switch (f->type) {
 	case AGG_FRAME_OPEN:
 		return session_on_open(s, link, f);
 	case AGG_FRAME_CREDIT:
@@ -840,7 +892,11 @@ int agg_session_on_frame(struct agg_session *s, struct agg_link *link,
 		return 0;
 	case AGG_FRAME_RESET:
 		if ((st = agg_session_stream_find(s, f->stream)) != NULL) {
-			agg_stream_on_reset(st, f);
+			if (agg_stream_on_reset(st, f) != 0) {
+				agg_link_close(link, "protocol error: RESET "
+				    "final offset beyond credit");
+				return -1;
+			}
 		} else if ((f->stream & 1) == (s->role == AGG_ROLE_SERVER)) {
 			/* Maybe ahead of its OPEN: remember it for a while.
 			 * Its bytes never reach a stream, so they are consumed. */
@@ -849,17 +905,6 @@ int agg_session_on_frame(struct agg_session *s, struct agg_link *link,
 			    AGG_EARLY_RESETS;
 		}
 		return 0;
-	case AGG_FRAME_CLOSE:
-		if (f->scope == AGG_CLOSE_SESSION) {
-			char why[300];
-
-			snprintf(why, sizeof(why), "closed by peer: %s",
-			    f->message);
-			agg_session_close(s, why);
-			return -1;
-		}
-		agg_link_close(link, "closed by peer");
-		return -1;
 	default:
 		return 0;
 	}

@@ -13,10 +13,11 @@
 
 #include "agg/log.h"
 
-/* Out-of-order pieces a stream holds at most (each at least a byte). */
+/* Out-of-order pieces a stream, and a session, hold at most. Adjacent
+ * pieces merge, so honest traffic needs about one per link and hole. */
 #define STREAM_MAX_OOO 4096
+#define SESSION_MAX_OOO 16384
 
-static void stream_release(struct agg_stream *st);
 
 /* The owner drained input: count it and grant the peer more credit. */
 static void stream_rx_drain_cb(struct evbuffer *buf,
@@ -85,6 +86,7 @@ void agg_stream_destroy(struct agg_stream *st)
 	agg_session_stream_remove(st->session, st);
 	while ((p = st->rx_ooo) != NULL) {
 		st->rx_ooo = p->next;
+		st->session->ooo_pieces--;
 		evbuffer_free(p->data);
 		free(p);
 	}
@@ -104,7 +106,7 @@ static bool stream_cb_leave(struct agg_stream *st)
 {
 	st->in_callback--;
 	if (st->in_callback == 0 && st->owner_gone) {
-		stream_release(st);
+		agg_stream_release(st);
 		return false;
 	}
 	return !st->owner_gone;
@@ -150,8 +152,21 @@ static bool stream_rx_complete(const struct agg_stream *st)
 	return st->rx_fin_known && st->rx_offset == st->rx_fin;
 }
 
+/* After our RESET: wait for the peer's final offset, unless its FIN
+ * already told it (then the peer may have forgotten the stream). */
+static void stream_become_zombie(struct agg_stream *st)
+{
+	if (st->rx_fin_known) {
+		stream_finish_rx(st, st->rx_fin);
+		agg_stream_destroy(st);
+		return;
+	}
+	st->state = AGG_STREAM_ZOMBIE;
+	evbuffer_drain(st->rx_buf, evbuffer_get_length(st->rx_buf));
+}
+
 /* The owner is gone: finish gracefully, reset, or free now. */
-static void stream_release(struct agg_stream *st)
+void agg_stream_release(struct agg_stream *st)
 {
 	switch (st->state) {
 	case AGG_STREAM_PENDING:
@@ -170,8 +185,7 @@ static void stream_release(struct agg_stream *st)
 			return;
 		}
 		stream_send_reset(st, AGG_ERR_GENERAL, "stream closed");
-		st->state = AGG_STREAM_ZOMBIE;
-		evbuffer_drain(st->rx_buf, evbuffer_get_length(st->rx_buf));
+		stream_become_zombie(st);
 		return;
 	case AGG_STREAM_ZOMBIE:
 		return;
@@ -196,6 +210,7 @@ static void stream_pull_ooo(struct agg_stream *st)
 		}
 		st->rx_ooo = p->next;
 		st->rx_ooo_count--;
+		st->session->ooo_pieces--;
 		evbuffer_free(p->data);
 		free(p);
 	}
@@ -205,9 +220,19 @@ static void stream_pull_ooo(struct agg_stream *st)
 static int stream_hold_ooo(struct agg_stream *st, uint64_t offset,
     uint16_t len, struct evbuffer *in)
 {
-	struct agg_rxseg *p, **pp;
+	struct agg_rxseg *p, **pp, *prev = NULL;
 
+	for (pp = &st->rx_ooo; *pp != NULL && (*pp)->offset < offset;
+	    pp = &(*pp)->next)
+		prev = *pp;
+	if (prev != NULL && prev->offset + evbuffer_get_length(prev->data) ==
+	    offset) {
+		/* Continues the piece before it: no new piece. */
+		evbuffer_remove_buffer(in, prev->data, len);
+		return 0;
+	}
 	if (st->rx_ooo_count >= STREAM_MAX_OOO ||
+	    st->session->ooo_pieces >= SESSION_MAX_OOO ||
 	    (p = calloc(1, sizeof(*p))) == NULL)
 		return -1;
 	if ((p->data = evbuffer_new()) == NULL) {
@@ -216,12 +241,10 @@ static int stream_hold_ooo(struct agg_stream *st, uint64_t offset,
 	}
 	p->offset = offset;
 	evbuffer_remove_buffer(in, p->data, len);
-	for (pp = &st->rx_ooo; *pp != NULL && (*pp)->offset < offset;
-	    pp = &(*pp)->next)
-		;
 	p->next = *pp;
 	*pp = p;
 	st->rx_ooo_count++;
+	st->session->ooo_pieces++;
 	return 0;
 }
 
@@ -268,6 +291,11 @@ int agg_stream_on_data(struct agg_stream *st, uint64_t offset, bool fin,
 			st->rx_highest = end;
 		}
 		evbuffer_drain(in, len);
+		/* A FIN gives the final offset a RESET answer would have. */
+		if (fin && st->state == AGG_STREAM_ZOMBIE) {
+			stream_finish_rx(st, end);
+			agg_stream_destroy(st);
+		}
 		return 0;
 	}
 	if (fin) {
@@ -324,6 +352,11 @@ void agg_stream_grant_credit(struct agg_stream *st)
 /* The peer answered our OPEN. */
 void agg_stream_on_result(struct agg_stream *st, const struct agg_frame *f)
 {
+	/* A refusal ends a stream we already reset: no answer will come. */
+	if (st->state == AGG_STREAM_ZOMBIE && f->code != AGG_OK) {
+		agg_stream_destroy(st);
+		return;
+	}
 	if (st->state != AGG_STREAM_OPENING)
 		return;
 	if (f->code == AGG_OK) {
@@ -335,7 +368,7 @@ void agg_stream_on_result(struct agg_stream *st, const struct agg_frame *f)
 		stream_finish_rx(st, st->rx_highest);
 	}
 	if (st->owner_gone) {
-		stream_release(st);
+		agg_stream_release(st);
 		return;
 	}
 	if (st->cbs != NULL && st->cbs->result != NULL) {
@@ -351,20 +384,24 @@ void agg_stream_on_result(struct agg_stream *st, const struct agg_frame *f)
 	}
 }
 
-/* The peer reset the stream. */
-void agg_stream_on_reset(struct agg_stream *st, const struct agg_frame *f)
+/* The peer reset the stream; -1 if its final offset is impossible. */
+int agg_stream_on_reset(struct agg_stream *st, const struct agg_frame *f)
 {
 	char reason[AGG_MAX_MESSAGE + 32];
 
+	if (f->value > st->rx_limit ||
+	    (st->rx_fin_known && f->value != st->rx_fin))
+		return -1;
 	stream_finish_rx(st, f->value);
 	if (st->state == AGG_STREAM_ZOMBIE) {
 		agg_stream_destroy(st);
-		return;
+		return 0;
 	}
 	stream_send_reset(st, f->code, "reset by peer");
 	snprintf(reason, sizeof(reason), "reset by peer%s%s",
 	    f->message_len ? ": " : "", f->message);
 	agg_stream_fail(st, f->code ? f->code : AGG_ERR_GENERAL, reason);
+	return 0;
 }
 
 /* The stream failed: tell the owner, who frees it. */
@@ -375,7 +412,11 @@ void agg_stream_fail(struct agg_stream *st, int code, const char *reason)
 		return;
 	}
 	st->state = AGG_STREAM_CLOSED;
+	st->fail_code = (uint8_t)code;
+	snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", reason);
 	evbuffer_drain(st->tx_buf, evbuffer_get_length(st->tx_buf));
+	/* Whatever it still holds is not the session's to count any more. */
+	stream_finish_rx(st, st->rx_highest);
 	if (st->cbs != NULL && st->cbs->closed != NULL &&
 	    st->in_callback == 0) {
 		stream_cb_enter(st);
@@ -456,7 +497,7 @@ struct agg_stream *agg_session_open_stream(struct agg_session *s,
 	struct agg_stream *st;
 	struct agg_frame f;
 
-	if (s->closed || s->nstreams >= s->cfg.max_streams ||
+	if (s->closed || s->restarting || s->nstreams >= s->cfg.max_streams ||
 	    s->next_stream_id > UINT32_MAX - 2)
 		return NULL;
 	if ((st = agg_stream_new(s, s->next_stream_id, AGG_STREAM_OPENING)) ==
@@ -479,6 +520,17 @@ struct agg_stream *agg_session_open_stream(struct agg_session *s,
 void agg_stream_accept(struct agg_stream *st,
     const struct agg_stream_callbacks *cbs, void *arg)
 {
+	if (st->state == AGG_STREAM_CLOSED && !st->owner_gone) {
+		/* The opener gave up while we were connecting: say so now. */
+		st->cbs = cbs;
+		st->arg = arg;
+		if (cbs != NULL && cbs->closed != NULL) {
+			stream_cb_enter(st);
+			cbs->closed(st, st->fail_code, st->fail_reason, arg);
+			stream_cb_leave(st);
+		}
+		return;
+	}
 	if (st->state != AGG_STREAM_PENDING)
 		return;
 	st->cbs = cbs;
@@ -565,8 +617,7 @@ void agg_stream_reset(struct agg_stream *st, int code, const char *reason)
 	st->cbs = NULL;
 	if (st->state == AGG_STREAM_OPEN || st->state == AGG_STREAM_OPENING) {
 		stream_send_reset(st, code, reason);
-		st->state = AGG_STREAM_ZOMBIE;
-		evbuffer_drain(st->rx_buf, evbuffer_get_length(st->rx_buf));
+		stream_become_zombie(st);
 		return;
 	}
 	if (st->state == AGG_STREAM_PENDING) {
@@ -574,7 +625,7 @@ void agg_stream_reset(struct agg_stream *st, int code, const char *reason)
 		st->state = AGG_STREAM_CLOSED;
 	}
 	if (st->in_callback == 0)
-		stream_release(st);
+		agg_stream_release(st);
 }
 
 /* The owner is done with the stream. */
@@ -585,7 +636,7 @@ void agg_stream_free(struct agg_stream *st)
 	st->owner_gone = true;
 	st->cbs = NULL;
 	if (st->in_callback == 0)
-		stream_release(st);
+		agg_stream_release(st);
 }
 
 /* Stream id. */

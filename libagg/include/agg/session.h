@@ -151,8 +151,10 @@ void agg_stream_shutdown(struct agg_stream *stream);
 /* Aborts the stream (RESET to the peer) and frees it. */
 void agg_stream_reset(struct agg_stream *stream, int code,
     const char *reason);
-/* The owner is done: FIN if not yet sent, then the stream frees itself
- * once its data is out. No callback runs after this. */
+/* The owner is done; no callback runs after this. If the peer has finished
+ * sending, our direction ends with a FIN after the data written so far and
+ * the stream frees itself once that is out. Otherwise the stream is reset
+ * (unsent data is dropped), like closing a TCP socket with unread data. */
 void agg_stream_free(struct agg_stream *stream);
 /* Stream id (odd: opened by the client, even: by the server). */
 uint32_t agg_stream_id(const struct agg_stream *stream);

@@ -18,6 +18,8 @@ struct event_base;
 struct evdns_base;
 struct agg_url;
 struct agg_linkset;
+struct agg_iface_list;
+struct agg_sockaddr;
 
 enum agg_link_filter {
 	AGG_FILTER_ANY,                 /* every interface x every address */
@@ -50,11 +52,58 @@ int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
 void agg_linkset_link_state(struct agg_linkset *ls, struct agg_link *link,
     enum agg_link_state state, const char *reason);
 /* The last failure, as "cannot reach tcp://srv:5800 via wlan0: connection
- * refused"; empty if none. */
+ * refused"; empty if none. A host name is followed by the address tried
+ * ("tcp://srv:5800 (192.0.2.1)"). Other forms: "lost tcp://srv:5800 via
+ * wlan0: <why the link closed>" for a link that had been up, "cannot reach
+ * tcp://srv:5800: no usable interface" (or "no interface named eth9" with
+ * -i), "cannot resolve tcp://srv:5800: <reason>". */
 const char *agg_linkset_last_error(const struct agg_linkset *ls);
 /* Number of links wanted (dialling, handshaking or up). */
 size_t agg_linkset_wanted(const struct agg_linkset *ls);
-/* Closes every link and stops dialling. */
+/* Closes every link and stops dialling. Free the link set before its
+ * session: agg_session_free() frees the links without telling anyone. */
 void agg_linkset_free(struct agg_linkset *ls);
+
+/* The filter's name ("any", "interface-ip", "interface-interface"). */
+const char *agg_link_filter_name(enum agg_link_filter filter);
+/* Parses a filter name; -1 if unknown. */
+int agg_link_filter_parse(const char *name, enum agg_link_filter *out);
+
+/* Rescans the interfaces now and adds or drops links to match (it also
+ * happens on rtnetlink events and every few seconds). */
+void agg_linkset_rescan(struct agg_linkset *ls);
+/* Lists the interfaces into out; -1 with a reason in err. */
+typedef int (*agg_linkset_scan_fn)(struct agg_iface_list *out, char *err,
+    size_t errlen, void *arg);
+/* Replaces the interface scan (agg_ifaces_scan() by default; tests feed
+ * fake interfaces) and rescans. */
+void agg_linkset_set_scanner(struct agg_linkset *ls, agg_linkset_scan_fn fn,
+    void *arg);
+
+/* Source "any": the kernel picks the source address on the interface. */
+#define AGG_PLAN_ANY_SOURCE ((size_t)-1)
+
+/* One link the filter allows: indexes of the interface, of its source
+ * address (AGG_PLAN_ANY_SOURCE but for AGG_FILTER_ANY) and of the server
+ * address. */
+struct agg_linkset_plan_slot {
+	size_t iface;
+	size_t source;
+	size_t addr;
+};
+
+/* The links cfg allows between the interfaces and the server addresses,
+ * interface by interface, in list order: interfaces that are down, have no
+ * address or are not among cfg->ifaces are skipped; loopback addresses
+ * pair only with loopback interfaces and the others never do; an address
+ * needs an interface with a usable source address of its family (IPv6
+ * link-local sources only for link-local addresses). AGG_FILTER_ANY pairs
+ * every such source address with every address; AGG_FILTER_INTERFACE_IP
+ * every interface with every address; AGG_FILTER_INTERFACE_INTERFACE every
+ * interface with its first address (the link set tries the others in turn
+ * when that one fails). Returns the number of links; stores the first cap. */
+size_t agg_linkset_plan(const struct agg_linkset_config *cfg,
+    const struct agg_iface_list *ifs, const struct agg_sockaddr *addrs,
+    size_t naddrs, struct agg_linkset_plan_slot *out, size_t cap);
 
 #endif

@@ -29,6 +29,8 @@ struct agg_tcp_listener *agg_tcp_listen(struct event_base *base,
     size_t errlen);
 /* Stops listening. */
 void agg_tcp_listener_free(struct agg_tcp_listener *l);
+/* The port the listener is bound to (useful after listening on port 0). */
+int agg_tcp_listener_port(const struct agg_tcp_listener *l);
 
 /* A finished connect: bev is connected (the callee owns it), or NULL with
  * a reason such as "connection refused". */
@@ -43,6 +45,23 @@ struct agg_tcp_connect *agg_tcp_connect_start(struct event_base *base,
     const struct sockaddr *addr, socklen_t addrlen, const char *iface,
     const struct sockaddr *iface_addr, unsigned timeout_ms,
     agg_tcp_connect_cb cb, void *arg, char *err, size_t errlen);
+/* How agg_tcp_dial() prepares the socket before connecting. */
+struct agg_tcp_dial_opts {
+	const char *iface;               /* SO_BINDTODEVICE, or NULL */
+	const struct sockaddr *local;    /* always bound to, or NULL */
+	const struct sockaddr *fallback; /* bound to if SO_BINDTODEVICE is
+	                                    not allowed, or NULL */
+	unsigned timeout_ms;             /* bounds the connect; 0: no bound */
+};
+
+/* Like agg_tcp_connect_start(), with a source address to bind to as well
+ * (for one link per local address). Failures that happen at once return
+ * NULL with the reason in err; later ones reach cb. cb never runs from
+ * within this call. */
+struct agg_tcp_connect *agg_tcp_dial(struct event_base *base,
+    const struct sockaddr *addr, socklen_t addrlen,
+    const struct agg_tcp_dial_opts *opts, agg_tcp_connect_cb cb, void *arg,
+    char *err, size_t errlen);
 /* Abandons a connect in progress (its callback will not run). */
 void agg_tcp_connect_cancel(struct agg_tcp_connect *c);
 /* Applies the link socket options (nodelay, keepalive, notsent lowat). */

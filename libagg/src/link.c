@@ -193,6 +193,11 @@ void agg_link_close(struct agg_link *link, const char *reason)
 	if (link->state == AGG_LINK_CLOSED)
 		return;
 	if (link->bev != NULL) {
+		/* One last try to send what is queued (a CLOSE frame, say):
+		 * freeing the bufferevent would drop it. */
+		if (bufferevent_getfd(link->bev) >= 0)
+			evbuffer_write(bufferevent_get_output(link->bev),
+			    bufferevent_getfd(link->bev));
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}

@@ -295,6 +295,8 @@ static void server_link_state_cb(struct agg_session *s, struct agg_link *link,
 		    "%s", reason);
 	if (state == AGG_LINK_CLOSED)
 		h->server_link_closed_count++;
+	if (state == AGG_LINK_STALLED)
+		h->server_link_stalled_count++;
 }
 
 /* Server session callback: the session ended. */

@@ -56,7 +56,7 @@ struct harness {
 	size_t npairs;
 	char last_link_reason[256];
 	char server_link_reason[256];
-	int server_link_closed_count;
+	int server_link_closed_count, server_link_stalled_count;
 	int link_closed_count, link_stalled_count, link_up_count;
 	bool server_closed, client_closed;
 	char server_close_reason[256], client_close_reason[256];

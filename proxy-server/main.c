@@ -1,0 +1,590 @@
+/*
+ * main.c: agg-server. Takes links from agg-client on its listeners, hands
+ * them to a hub that reassembles each session's streams, and connects
+ * every stream to its destination through the dialer.
+ */
+#include <ctype.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "agg/hub.h"
+#include "agg/key.h"
+#include "agg/log.h"
+#include "agg/session.h"
+#include "agg/url.h"
+#include "dialer.h"
+#include "policy.h"
+#include "tcp.h"
+
+#ifndef AGG_VERSION
+#define AGG_VERSION "unknown"
+#endif
+
+#define SERVER_DEFAULT_URL "tcp://[::]:5800"
+#define SERVER_MAX_LISTENERS 16
+#define SERVER_MAX_SESSIONS 256
+/* Streams of all sessions together; lowered to fit the open-file limit. */
+#define SERVER_MAX_STREAMS 16384
+/* Streams being connected (resolving or dialling) at once. */
+#define SERVER_MAX_CONNECTING 1024
+/* Bytes all sessions hold for their clients (received, not yet sent on,
+ * and sent, not yet acked) before new streams are refused. */
+#define SERVER_MAX_BUFFERED (1024ull << 20)
+/* A clean shutdown gets this long before the loop is left anyway. */
+#define SERVER_STOP_MS 3000
+
+enum {
+	OPT_INSECURE = 256,
+	OPT_ALLOW,
+	OPT_DENY,
+	OPT_VERSION,
+	OPT_LATER,      /* in the command-line contract, not in this version */
+};
+
+static const struct option server_long_options[] = {
+	{ "listen", required_argument, NULL, 'l' },
+	{ "secret", required_argument, NULL, 'k' },
+	{ "insecure-no-auth", no_argument, NULL, OPT_INSECURE },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, 'h' },
+	{ "cert", required_argument, NULL, OPT_LATER },
+	{ "key", required_argument, NULL, OPT_LATER },
+	{ "client-ca", required_argument, NULL, OPT_LATER },
+	{ "monitor", no_argument, NULL, OPT_LATER },
+	{ "no-monitor", no_argument, NULL, OPT_LATER },
+	{ "config", required_argument, NULL, OPT_LATER },
+	{ "show-config", no_argument, NULL, OPT_LATER },
+	{ "dump", required_argument, NULL, OPT_LATER },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char server_usage[] =
+"usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
+"                  [--allow RULE]... [--deny RULE]... [-v|-q]\n"
+"                  [--version] [--help]\n"
+"\n"
+"Takes links from agg-client, puts each client's streams back together and\n"
+"connects them to their destinations.\n"
+"\n"
+"  -l, --listen URL       take links on URL; may be repeated. Only\n"
+"                         tcp://[ADDR]:PORT in this version. Default\n"
+"                         tcp://[::]:5800 (every address, IPv6 and IPv4)\n"
+"  -k, --secret FILE      the shared secret: the first line of FILE\n"
+"      --insecure-no-auth run without a secret: anyone who reaches the\n"
+"                         server may use it. Loopback, private, link-local,\n"
+"                         unspecified, broadcast and multicast destinations\n"
+"                         are then denied unless an --allow rule matches\n"
+"      --allow RULE       connect to destinations matching RULE\n"
+"      --deny RULE        refuse destinations matching RULE\n"
+"  -v, --verbose          log every stream and link; -vv: debug\n"
+"  -q, --quiet            log errors only\n"
+"      --version          print the version\n"
+"  -h, --help             print this help\n"
+"\n"
+"Rules (--allow and --deny, in the order given): the first rule matching\n"
+"a destination decides; when none matches it is allowed. RULE is TARGET\n"
+"or TARGET:PORTS, PORTS a port (443) or a range (8000-8999), TARGET one of\n"
+"  192.0.2.7  192.0.2.0/24        an IPv4 address or network\n"
+"  [2001:db8::7]  [2001:db8::]/32 an IPv6 address or network (without\n"
+"                                 :PORTS the brackets may be left out)\n"
+"  example.com                    that name, in any case\n"
+"  *.example.com                  any name under example.com, not\n"
+"                                 example.com itself\n"
+"  *                              every destination\n"
+"Name rules match the name the client asked for; address rules match\n"
+"the address (for a name, every address it resolves to: a denied one is\n"
+"never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
+"\n"
+"--cert, --key, --client-ca, --monitor, --no-monitor, --config,\n"
+"--show-config and --dump are not available in this version.\n"
+"Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
+
+/* What the command line asked for. */
+struct server_args {
+	struct agg_url urls[SERVER_MAX_LISTENERS];
+	size_t nurls;
+	const char *secret_file;
+	bool insecure;
+	int verbose;
+	bool quiet;
+	struct policy *policy;
+};
+
+struct server {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct agg_config cfg;
+	struct agg_hub *hub;
+	struct dialer *dialer;
+	struct agg_tcp_listener *listeners[SERVER_MAX_LISTENERS];
+	size_t nlisteners;
+	struct agg_session *dead[SERVER_MAX_SESSIONS]; /* closed, to remove */
+	size_t ndead;
+	struct event *reap;
+	struct event *sigint, *sigterm;
+	struct event *stop_timer;
+	size_t max_streams;
+	bool stopping;
+};
+
+/* Prints a one-line usage error and exits with status 2. */
+static void __attribute__((format(printf, 1, 2), noreturn))
+server_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("agg-server: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+/* Adds one -l URL, checking that this version can listen on it. */
+static void server_args_add_url(struct server_args *a, const char *text)
+{
+	char err[700];
+	struct agg_url *u;
+
+	if (a->nurls == SERVER_MAX_LISTENERS)
+		server_usage_error("too many -l listeners (at most %d)",
+		    SERVER_MAX_LISTENERS);
+	u = &a->urls[a->nurls];
+	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
+		server_usage_error("%s", err);
+	if (u->scheme != AGG_URL_TCP)
+		server_usage_error("%s:// listeners are not supported yet",
+		    agg_url_scheme_name(u->scheme));
+	a->nurls++;
+}
+
+/* Adds one --allow or --deny rule. */
+static void server_args_add_rule(struct server_args *a,
+    enum policy_action action, const char *rule)
+{
+	char err[512];
+
+	if (policy_add(a->policy, action, rule, err, sizeof(err)) != 0)
+		server_usage_error("bad %s rule '%s': %s", action ==
+		    POLICY_ALLOW ? "--allow" : "--deny", rule, err);
+}
+
+/* Names the option getopt_long stopped at and exits with status 2. */
+static void __attribute__((noreturn)) server_bad_option(int c,
+    char *const argv[])
+{
+	const char *tok = argv[optind - 1];
+	bool is_long = strncmp(tok, "--", 2) == 0;
+
+	if (c == ':' && is_long)
+		server_usage_error("option '%s' needs an argument", tok);
+	if (c == ':')
+		server_usage_error("option '-%c' needs an argument", optopt);
+	if (is_long && optopt != 0)
+		server_usage_error("option '%.*s' takes no argument",
+		    (int)strcspn(tok, "="), tok);
+	if (is_long)
+		server_usage_error("unknown or ambiguous option '%s' (see "
+		    "--help)", tok);
+	if (isprint(optopt))
+		server_usage_error("unknown option '-%c' (see --help)", optopt);
+	server_usage_error("bad option (see --help)");
+}
+
+/* Refuses an abbreviated long option: getopt_long takes any unique
+ * prefix, but "--insecure" should not quietly mean --insecure-no-auth. */
+static void server_check_spelling(int index, char *const argv[])
+{
+	const char *name = server_long_options[index].name;
+	const char *tok = argv[optind - 1];
+	size_t len;
+
+	if (optarg != NULL && optarg == argv[optind - 1] && optind >= 2)
+		tok = argv[optind - 2];
+	len = strcspn(tok + 2, "=");
+	if (len != strlen(name) || strncmp(tok + 2, name, len) != 0)
+		server_usage_error("unknown option '%.*s' (did you mean "
+		    "--%s?)", (int)(len + 2), tok, name);
+}
+
+/* Parses the command line; exits on --help, --version and errors. */
+static void server_parse_args(int argc, char *argv[], struct server_args *a)
+{
+	int c, index;
+
+	opterr = 0;
+	while ((index = -1, c = getopt_long(argc, argv, ":l:k:vqh",
+	    server_long_options, &index)) != -1) {
+		if (index >= 0)
+			server_check_spelling(index, argv);
+		switch (c) {
+		case 'l':
+			server_args_add_url(a, optarg);
+			break;
+		case 'k':
+			a->secret_file = optarg;
+			break;
+		case OPT_INSECURE:
+			a->insecure = true;
+			break;
+		case OPT_ALLOW:
+			server_args_add_rule(a, POLICY_ALLOW, optarg);
+			break;
+		case OPT_DENY:
+			server_args_add_rule(a, POLICY_DENY, optarg);
+			break;
+		case 'v':
+			a->verbose++;
+			break;
+		case 'q':
+			a->quiet = true;
+			break;
+		case OPT_VERSION:
+			printf("agg-server %s\n", AGG_VERSION);
+			exit(0);
+		case 'h':
+			fputs(server_usage, stdout);
+			exit(0);
+		case OPT_LATER:
+			server_usage_error("--%s is not available in this "
+			    "version", server_long_options[index].name);
+		default:
+			server_bad_option(c, argv);
+		}
+	}
+	if (optind < argc)
+		server_usage_error("unexpected argument '%s' (see --help)",
+		    argv[optind]);
+	if (a->verbose > 0 && a->quiet)
+		server_usage_error("-v and -q cannot be combined");
+	if (a->secret_file != NULL && a->insecure)
+		server_usage_error("-k and --insecure-no-auth cannot be "
+		    "combined");
+	if (a->secret_file == NULL && !a->insecure)
+		server_usage_error("no secret: give -k SECRET_FILE, or "
+		    "--insecure-no-auth");
+	if (a->nurls == 0)
+		server_args_add_url(a, SERVER_DEFAULT_URL);
+}
+
+/* Prints a one-line runtime failure and exits with status 1. */
+static void __attribute__((format(printf, 1, 2), noreturn))
+server_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("agg-server: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Routes libevent's own messages (e.g. a failing name server) to our log. */
+static void server_event_log_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		agg_log_debug("libevent: %s", msg);
+		break;
+	case EVENT_LOG_MSG:
+		agg_log_info("libevent: %s", msg);
+		break;
+	case EVENT_LOG_WARN:
+		agg_log_warn("libevent: %s", msg);
+		break;
+	default:
+		agg_log_error("libevent: %s", msg);
+		break;
+	}
+}
+
+/* Adds one session's buffered and unacked bytes to the total in arg. */
+static void server_sum_buffered_cb(struct agg_session *s, void *arg)
+{
+	struct agg_session_stats st;
+	uint64_t *total = arg;
+
+	agg_session_get_stats(s, &st);
+	*total += st.buffered_bytes + st.unacked_bytes;
+}
+
+/* Bytes all sessions hold for their clients. */
+static uint64_t server_buffered(struct server *srv)
+{
+	uint64_t total = 0;
+
+	agg_hub_foreach(srv->hub, server_sum_buffered_cb, &total);
+	return total;
+}
+
+/* A client opened a stream: check the server's limits, then dial. */
+static void server_stream_opened_cb(struct agg_session *s,
+    struct agg_stream *st, const struct agg_target *t, void *arg)
+{
+	struct server *srv = arg;
+	size_t connecting = dialer_connecting(srv->dialer);
+	size_t streams = connecting + dialer_spliced(srv->dialer);
+	char why[128];
+
+	why[0] = '\0';
+	if (srv->stopping)
+		snprintf(why, sizeof(why), "server shutting down");
+	else if (connecting >= SERVER_MAX_CONNECTING)
+		snprintf(why, sizeof(why), "server busy: %zu streams "
+		    "connecting (limit %d)", connecting,
+		    SERVER_MAX_CONNECTING);
+	else if (streams >= srv->max_streams)
+		snprintf(why, sizeof(why), "server busy: %zu streams (limit "
+		    "%zu)", streams, srv->max_streams);
+	else if (server_buffered(srv) >= SERVER_MAX_BUFFERED)
+		snprintf(why, sizeof(why), "server busy: more than %llu MiB "
+		    "buffered", SERVER_MAX_BUFFERED >> 20);
+	if (why[0] != '\0') {
+		agg_log_warn("session %s: refusing stream %u: %s",
+		    agg_session_id_hex(s), agg_stream_id(st), why);
+		agg_stream_refuse(st, AGG_ERR_GENERAL, why);
+		return;
+	}
+	dialer_open(srv->dialer, st, t);
+}
+
+/* A session ended: remove it on the next loop iteration. */
+static void server_session_closed_cb(struct agg_session *s,
+    const char *reason, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)reason;
+	if (srv->ndead == SERVER_MAX_SESSIONS) {
+		agg_log_error("session %s: cannot queue for removal",
+		    agg_session_id_hex(s));
+		return;
+	}
+	srv->dead[srv->ndead++] = s;
+	event_active(srv->reap, 0, 0);
+}
+
+static const struct agg_session_callbacks server_session_cbs = {
+	.stream_opened = server_stream_opened_cb,
+	.closed = server_session_closed_cb,
+};
+
+/* The hub created a session for a client. */
+static void server_session_new_cb(struct agg_hub *hub, struct agg_session *s,
+    void *arg)
+{
+	struct server *srv = arg;
+
+	(void)hub;
+	agg_session_set_callbacks(s, &server_session_cbs, srv);
+	if (srv->stopping)
+		event_active(srv->reap, 0, 0);
+}
+
+static const struct agg_hub_callbacks server_hub_cbs = {
+	.session_new = server_session_new_cb,
+};
+
+/* Closes one session for the shutdown. */
+static void server_close_session_cb(struct agg_session *s, void *arg)
+{
+	(void)arg;
+	agg_session_close(s, "server shutting down");
+}
+
+/* Removes closed sessions; while stopping, closes the rest and leaves
+ * the loop once none is left. */
+static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (srv->stopping)
+		agg_hub_foreach(srv->hub, server_close_session_cb, srv);
+	while (srv->ndead > 0)
+		agg_hub_remove_session(srv->hub, srv->dead[--srv->ndead]);
+	if (srv->stopping && agg_hub_sessions(srv->hub) == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+/* An accepted connection: a link for the hub to authenticate. */
+static void server_accept_cb(struct bufferevent *bev, const char *peer,
+    void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->stopping) {
+		bufferevent_free(bev);
+		return;
+	}
+	agg_log_debug("link from %s", peer);
+	agg_hub_add_link(srv->hub, bev, peer);
+}
+
+/* The shutdown took too long: leave the loop anyway. */
+static void server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	agg_log_warn("shutdown: %zu sessions did not close in time",
+	    agg_hub_sessions(srv->hub));
+	event_base_loopexit(srv->base, NULL);
+}
+
+/* Stops taking links and closes the sessions; a second signal exits at
+ * once. */
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval tv = { SERVER_STOP_MS / 1000,
+	    SERVER_STOP_MS % 1000 * 1000 };
+	size_t i;
+
+	(void)what;
+	if (srv->stopping) {
+		agg_log_warn("%s again: exiting now", strsignal((int)sig));
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	srv->stopping = true;
+	agg_log_info("%s: shutting down", strsignal((int)sig));
+	for (i = 0; i < srv->nlisteners; i++)
+		agg_tcp_listener_free(srv->listeners[i]);
+	srv->nlisteners = 0;
+	evtimer_add(srv->stop_timer, &tv);
+	event_active(srv->reap, 0, 0);
+}
+
+/* Raises the open-file limit as far as allowed and sizes the stream
+ * limit to it: every stream holds a socket, and links need some too. */
+static size_t server_stream_limit(void)
+{
+	struct rlimit rl;
+	rlim_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 256;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	n = rl.rlim_cur / 4 * 3;
+	return n > SERVER_MAX_STREAMS ? SERVER_MAX_STREAMS : (size_t)n;
+}
+
+/* Creates everything the server needs, or exits with status 1. */
+static void server_setup(struct server *srv, struct server_args *a,
+    const uint8_t *key, size_t key_len)
+{
+	char err[700];
+	size_t i;
+
+	if ((srv->base = event_base_new()) == NULL)
+		server_fatal("cannot create the event loop");
+	srv->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (srv->dns == NULL)
+		server_fatal("cannot set up the DNS resolver from "
+		    "/etc/resolv.conf");
+	if (evdns_base_count_nameservers(srv->dns) == 0)
+		agg_log_warn("no DNS server configured: only addresses and "
+		    "/etc/hosts names can be reached");
+	agg_config_init(&srv->cfg);
+	srv->hub = agg_hub_new(srv->base, &srv->cfg, key, key_len,
+	    SERVER_MAX_SESSIONS, &server_hub_cbs, srv);
+	srv->dialer = dialer_new(srv->base, srv->dns, a->policy, NULL);
+	srv->reap = event_new(srv->base, -1, 0, server_reap_cb, srv);
+	srv->stop_timer = evtimer_new(srv->base, server_stop_timer_cb, srv);
+	srv->sigint = evsignal_new(srv->base, SIGINT, server_signal_cb, srv);
+	srv->sigterm = evsignal_new(srv->base, SIGTERM, server_signal_cb, srv);
+	if (srv->hub == NULL || srv->dialer == NULL || srv->reap == NULL ||
+	    srv->stop_timer == NULL || srv->sigint == NULL ||
+	    srv->sigterm == NULL || evsignal_add(srv->sigint, NULL) != 0 ||
+	    evsignal_add(srv->sigterm, NULL) != 0)
+		server_fatal("out of memory");
+	srv->max_streams = server_stream_limit();
+	for (i = 0; i < a->nurls; i++) {
+		srv->listeners[i] = agg_tcp_listen(srv->base, &a->urls[i],
+		    server_accept_cb, srv, err, sizeof(err));
+		if (srv->listeners[i] == NULL)
+			server_fatal("%s", err);
+		srv->nlisteners++;
+	}
+	if (a->insecure)
+		agg_log_warn("no secret (--insecure-no-auth): anyone who "
+		    "reaches this server may use it");
+	agg_log_debug("limits: %d sessions, %u streams per session, %zu "
+	    "streams in all", SERVER_MAX_SESSIONS, srv->cfg.max_streams,
+	    srv->max_streams);
+}
+
+/* Frees everything server_setup() made. */
+static void server_teardown(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		agg_tcp_listener_free(srv->listeners[i]);
+	dialer_free(srv->dialer);
+	agg_hub_free(srv->hub);
+	event_free(srv->sigint);
+	event_free(srv->sigterm);
+	event_free(srv->stop_timer);
+	event_free(srv->reap);
+	evdns_base_free(srv->dns, 0);
+	event_base_free(srv->base);
+}
+
+/* agg-server. */
+int main(int argc, char *argv[])
+{
+	static struct server_args args;
+	static struct server srv;
+	static uint8_t key[AGG_SECRET_MAX];
+	size_t key_len = 0;
+	char err[600];
+
+	agg_log_set_program("agg-server");
+	if ((args.policy = policy_new()) == NULL)
+		server_fatal("out of memory");
+	server_parse_args(argc, argv, &args);
+	if (args.quiet)
+		agg_log_set_level(AGG_LOG_ERROR);
+	else if (args.verbose == 1)
+		agg_log_set_level(AGG_LOG_INFO);
+	else if (args.verbose > 1)
+		agg_log_set_level(AGG_LOG_DEBUG);
+	if (args.secret_file != NULL && agg_key_load(args.secret_file, key,
+	    &key_len, err, sizeof(err)) != 0)
+		server_fatal("%s", err);
+	policy_set_insecure(args.policy, args.insecure);
+	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(server_event_log_cb);
+	server_setup(&srv, &args, key, key_len);
+	event_base_dispatch(srv.base);
+	server_teardown(&srv);
+	policy_free(args.policy);
+	return 0;
+}

@@ -161,7 +161,8 @@ int front_spec_socks(const char *arg, struct front_spec *spec, char *err,
 	}
 	if (n == 1)
 		snprintf(spec->bind, sizeof(spec->bind), "127.0.0.1");
-	snprintf(spec->port, sizeof(spec->port), "%s", fields[n - 1]);
+	/* front_port_ok() allowed at most 5 digits. */
+	snprintf(spec->port, sizeof(spec->port), "%.7s", fields[n - 1]);
 	snprintf(spec->text, sizeof(spec->text), "-D %.290s", arg);
 	return 0;
 }
@@ -182,7 +183,7 @@ int front_spec_forward(const char *arg, struct front_spec *spec, char *err,
 		ok = front_bind_addr(fields[0], spec->bind,
 		    sizeof(spec->bind)) == 0;
 	if (ok) {
-		snprintf(target, sizeof(target), "%s:%s", fields[n - 2],
+		snprintf(target, sizeof(target), "%.255s:%.7s", fields[n - 2],
 		    fields[n - 1]);
 		ok = agg_target_parse(target, &spec->target) == 0;
 	}
@@ -193,7 +194,7 @@ int front_spec_forward(const char *arg, struct front_spec *spec, char *err,
 	}
 	if (n == 3)
 		snprintf(spec->bind, sizeof(spec->bind), "127.0.0.1");
-	snprintf(spec->port, sizeof(spec->port), "%s", fields[n - 3]);
+	snprintf(spec->port, sizeof(spec->port), "%.7s", fields[n - 3]);
 	snprintf(spec->text, sizeof(spec->text), "-L %.290s", arg);
 	return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "agg/log.h"
@@ -194,8 +195,11 @@ void agg_link_close(struct agg_link *link, const char *reason)
 		return;
 	if (link->bev != NULL) {
 		/* One last try to send what is queued (a CLOSE frame, say):
-		 * freeing the bufferevent would drop it. */
-		if (bufferevent_getfd(link->bev) >= 0)
+		 * freeing the bufferevent would drop it. Only on a plain
+		 * socket: a filtering bufferevent (TLS) must encode it. */
+		if (bufferevent_getfd(link->bev) >= 0 &&
+		    bufferevent_get_underlying(link->bev) == NULL &&
+		    bufferevent_openssl_get_ssl(link->bev) == NULL)
 			evbuffer_write(bufferevent_get_output(link->bev),
 			    bufferevent_getfd(link->bev));
 		bufferevent_free(link->bev);

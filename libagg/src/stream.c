@@ -408,7 +408,13 @@ int agg_stream_on_reset(struct agg_stream *st, const struct agg_frame *f)
 void agg_stream_fail(struct agg_stream *st, int code, const char *reason)
 {
 	if (st->state == AGG_STREAM_ZOMBIE || st->owner_gone) {
-		agg_stream_destroy(st);
+		if (st->in_callback == 0) {
+			agg_stream_destroy(st);
+			return;
+		}
+		/* Inside its own callback: stream_cb_leave() releases it. */
+		st->state = AGG_STREAM_CLOSED;
+		stream_finish_rx(st, st->rx_highest);
 		return;
 	}
 	st->state = AGG_STREAM_CLOSED;
@@ -617,7 +623,9 @@ void agg_stream_reset(struct agg_stream *st, int code, const char *reason)
 	st->cbs = NULL;
 	if (st->state == AGG_STREAM_OPEN || st->state == AGG_STREAM_OPENING) {
 		stream_send_reset(st, code, reason);
-		stream_become_zombie(st);
+		/* Inside a callback, stream_cb_leave() releases it. */
+		if (st->in_callback == 0)
+			stream_become_zombie(st);
 		return;
 	}
 	if (st->state == AGG_STREAM_PENDING) {

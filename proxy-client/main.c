@@ -70,7 +70,7 @@ struct client {
 
 	struct agg_session *session;
 	struct agg_linkset *linkset;
-	struct event *sig_int, *sig_term, *watch, *finish, *renew, *drain,
+	struct event *sig_int, *sig_term, *sig_hup, *watch, *finish, *renew, *drain,
 	    *deadline;
 	uint64_t start_ms, drain_start_ms;
 	int ever_up;
@@ -467,7 +467,8 @@ static void client_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(c->base);
 }
 
-/* SIGINT / SIGTERM: shut down; a second one leaves at once. */
+/* SIGINT / SIGTERM / SIGHUP (ssh ends its ProxyCommand so): shut down;
+ * a second one leaves at once. */
 static void client_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct client *c = arg;
@@ -479,7 +480,7 @@ static void client_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	c->signalled = 1;
 	client_exit(c, 0, "%s: shutting down", sig == SIGINT ?
-	    "interrupted" : "terminated");
+	    "interrupted" : sig == SIGHUP ? "hung up" : "terminated");
 }
 
 /* Parses the command line into c; -1 to go on, else the exit status. */
@@ -648,12 +649,14 @@ static int client_setup_loop(struct client *c)
 		c->dns = evdns_base_new(c->base, 0);
 	c->sig_int = evsignal_new(c->base, SIGINT, client_signal_cb, c);
 	c->sig_term = evsignal_new(c->base, SIGTERM, client_signal_cb, c);
+	c->sig_hup = evsignal_new(c->base, SIGHUP, client_signal_cb, c);
 	c->watch = event_new(c->base, -1, EV_PERSIST, client_watch_cb, c);
 	c->finish = evtimer_new(c->base, client_finish_cb, c);
 	c->renew = evtimer_new(c->base, client_renew_cb, c);
 	c->drain = evtimer_new(c->base, client_drain_cb, c);
 	c->deadline = evtimer_new(c->base, client_deadline_cb, c);
 	if (c->dns == NULL || c->sig_int == NULL || c->sig_term == NULL ||
+	    c->sig_hup == NULL ||
 	    c->watch == NULL || c->finish == NULL || c->renew == NULL ||
 	    c->drain == NULL || c->deadline == NULL) {
 		agg_log_error("out of memory");
@@ -661,6 +664,7 @@ static int client_setup_loop(struct client *c)
 	}
 	evsignal_add(c->sig_int, NULL);
 	evsignal_add(c->sig_term, NULL);
+	evsignal_add(c->sig_hup, NULL);
 	client_timer(c->watch, CLIENT_WATCH_MS);
 	return -1;
 }
@@ -718,6 +722,8 @@ static void client_free(struct client *c)
 		event_free(c->sig_int);
 	if (c->sig_term != NULL)
 		event_free(c->sig_term);
+	if (c->sig_hup != NULL)
+		event_free(c->sig_hup);
 	if (c->watch != NULL)
 		event_free(c->watch);
 	if (c->finish != NULL)

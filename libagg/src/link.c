@@ -197,11 +197,16 @@ void agg_link_close(struct agg_link *link, const char *reason)
 		/* One last try to send what is queued (a CLOSE frame, say):
 		 * freeing the bufferevent would drop it. Only on a plain
 		 * socket: a filtering bufferevent (TLS) must encode it. */
-		if (bufferevent_getfd(link->bev) >= 0 &&
+		struct evbuffer *out = bufferevent_get_output(link->bev);
+
+		if (evbuffer_get_length(out) > 0 &&
+		    bufferevent_getfd(link->bev) >= 0 &&
 		    bufferevent_get_underlying(link->bev) == NULL &&
-		    bufferevent_openssl_get_ssl(link->bev) == NULL)
-			evbuffer_write(bufferevent_get_output(link->bev),
-			    bufferevent_getfd(link->bev));
+		    bufferevent_openssl_get_ssl(link->bev) == NULL) {
+			/* The socket bufferevent freezes its output's front. */
+			evbuffer_unfreeze(out, 1);
+			evbuffer_write(out, bufferevent_getfd(link->bev));
+		}
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}

@@ -11,7 +11,8 @@
 #     without nft, neighbour entries pointed at a MAC nobody has);
 #   - over c1 alone, once the rule is gone and c2, c3 are blackholed;
 #   - over c2 alone (the link whose carrier came back), c1, c3 blackholed.
-# Finally SIGTERM must end agg-client (bounded wait).
+# Then SOCKS replies 3 (no route) and 6 (no answer) from real situations,
+# and finally SIGTERM must end agg-client (bounded wait).
 # Link states come from agg-client -vv ("link c1->10.77.1.2:5800: X -> up")
 # and ss. Needs root, `ip netns`, tc, ss (iproute2), curl, python3; without
 # root or namespaces it prints SKIP and exits 0. Usage: netns_failover.sh
@@ -326,7 +327,27 @@ for alone in 1 2; do
 	ok "48 MiB intact over c$alone alone (c${others[0]}, c${others[1]} blackholed)"
 done
 
-# 5. SIGTERM ends agg-client.
+# 5. The SOCKS reply codes that need a real network: S has no route to
+# 10.99.0.0/16 (network unreachable, 3), and S drops SYNs to its own port 9
+# so the dialer's 10 s connect timeout fires (timeout, 6).
+out=$(inc curl -sS --max-time 60 --socks5 "127.0.0.1:$socks_port" \
+	http://10.99.0.1:80/ 2>&1 || true)
+case $out in *"(3)"*) ;; *) fail "unroutable destination: $out";; esac
+ok "unroutable destination gives SOCKS reply 3"
+if command -v nft >/dev/null 2>&1; then
+	ins nft add table inet aggto
+	ins nft add chain inet aggto out '{ type filter hook output priority 0; }'
+	ins nft add rule inet aggto out tcp dport 9 drop
+	out=$(inc curl -sS --max-time 60 --socks5 "127.0.0.1:$socks_port" \
+		http://127.0.0.1:9/ 2>&1 || true)
+	ins nft delete table inet aggto
+	case $out in *"(6)"*) ;; *) fail "silent destination: $out";; esac
+	ok "a destination that never answers gives SOCKS reply 6"
+else
+	echo "ok - SKIP reply 6: needs nft"
+fi
+
+# 6. SIGTERM ends agg-client.
 kill -TERM "$client_pid"
 for i in $(seq 1 100); do
 	kill -0 "$client_pid" 2>/dev/null || break

@@ -63,8 +63,8 @@ static void stdpipe_result_cb(struct agg_stream *stream, int code,
 		agg_stream_free(stream);
 		if (message == NULL || message[0] == '\0')
 			message = socks_result_text(code);
-		/* The server's message usually names the target already. */
-		if (strstr(message, p->target) != NULL)
+		/* The server's message usually says what it connected to. */
+		if (strncmp(message, "connect to ", 11) == 0)
 			client_exit(p->c, 1, "%s", message);
 		else
 			client_exit(p->c, 1, "connect to %s failed: %s",

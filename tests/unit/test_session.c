@@ -443,6 +443,9 @@ START_TEST(test_wrong_secret_refused)
 }
 END_TEST
 
+/* Link ids from here on ask the hub to create the session. */
+#define RAW_CREATE 1000000u
+
 /* A raw connection to the hub, driven byte by byte by the test. */
 struct raw {
 	int fd;
@@ -526,6 +529,8 @@ static int raw_handshake(struct harness *h, struct raw *r, const char *key,
 	ch.version_min = ch.version_max = AGG_PROTOCOL_VERSION;
 	memcpy(ch.session_id, sid, AGG_SESSION_ID_LEN);
 	ch.link_id = link_id;
+	if (link_id >= RAW_CREATE)
+		ch.flags = AGG_HELLO_CREATE;
 	agg_random_bytes(ch.nonce, sizeof(ch.nonce));
 	agg_client_hello_encode(&ch, hello);
 	raw_send(r, hello, AGG_CLIENT_HELLO_LEN);
@@ -587,6 +592,31 @@ START_TEST(test_replayed_handshake_refused)
 	raw_expect_eof(h, &r);
 	agg_session_get_stats(h->server, &st);
 	ck_assert_uint_eq(st.links, 2);
+	harness_free(h);
+}
+END_TEST
+
+START_TEST(test_session_limit)
+{
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	uint8_t sid[16], hello[48], auth[32];
+	struct raw r[64];
+	size_t i;
+
+	ck_assert(harness_run(h, session_up, NULL, 30));
+	/* The harness's hub takes 64 sessions; the client has one. */
+	for (i = 0; i < 64; i++) {
+		memset(sid, 0, sizeof(sid));
+		sid[0] = (uint8_t)(i + 1);
+		raw_connect(h, &r[i]);
+		ck_assert_int_eq(raw_handshake(h, &r[i], KEY, sid,
+		    RAW_CREATE, hello, auth), i < 63 ? AGG_WELCOME_OK :
+		    AGG_WELCOME_LIMIT);
+	}
+	raw_expect_eof(h, &r[63]);
+	ck_assert_uint_eq(agg_hub_sessions(h->hub), 64);
+	for (i = 0; i < 64; i++)
+		close(r[i].fd);
 	harness_free(h);
 }
 END_TEST
@@ -828,6 +858,7 @@ static Suite *session_suite(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_wrong_secret_refused);
 	tcase_add_test(tc, test_replayed_handshake_refused);
+	tcase_add_test(tc, test_session_limit);
 	tcase_add_test(tc, test_bad_input_closes_only_that_link);
 	tcase_add_test(tc, test_strangers_refused);
 	tcase_add_test(tc, test_client_refuses_non_agg_server);

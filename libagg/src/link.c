@@ -504,9 +504,25 @@ static void link_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct agg_link *link = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	char why[128];
 
 	if (link->hs_step != HS_DONE && !link_handshake(link, in))
 		return;
+	if (agg_bev_read_more(link->bev, in) != 0) {
+		/* Take the frames that did arrive, then report the end. */
+		int err = errno;
+
+		link_read_frames(link, in);
+		if (link->state == AGG_LINK_CLOSED)
+			return;
+		if (err == 0)
+			snprintf(why, sizeof(why), "connection closed by peer");
+		else
+			snprintf(why, sizeof(why), "read error: %s",
+			    strerror(err));
+		agg_link_close(link, why);
+		return;
+	}
 	link_read_frames(link, in);
 }
 

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "agg/session.h"
+#include "internal.h"
 
 /* Bytes queued towards the local side before we stop taking more. */
 #define SPLICE_OUT_HIGH (256u * 1024u)
@@ -37,6 +38,7 @@ struct agg_splice {
 
 static void splice_pump_up(struct agg_splice *sp);
 static void splice_pump_down(struct agg_splice *sp);
+static void splice_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* Ends the splice once, telling the owner. */
 static void splice_finish(struct agg_splice *sp, int error,
@@ -126,11 +128,26 @@ static void splice_pump_down(struct agg_splice *sp)
 		splice_shut_out(sp);
 }
 
-/* Local bytes arrived. */
+/* Local bytes arrived: take what else the socket holds, then move it. */
 static void splice_read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	splice_pump_up(arg);
+	struct agg_splice *sp = arg;
+	int err;
+
+	if (agg_stream_write_space(sp->stream) > 0 &&
+	    agg_bev_read_more(bev, bufferevent_get_input(bev)) != 0) {
+		err = errno;
+		splice_pump_up(sp);
+		errno = err;
+		if (err == 0)
+			splice_event_cb(bev, BEV_EVENT_EOF | BEV_EVENT_READING,
+			    sp);
+		else
+			splice_event_cb(bev, BEV_EVENT_ERROR |
+			    BEV_EVENT_READING, sp);
+		return;
+	}
+	splice_pump_up(sp);
 }
 
 /* The local output drained. */

@@ -1,0 +1,65 @@
+/*
+ * readmore.c: large reads for plain socket bufferevents.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+
+#define READ_MORE_BYTES (64u * 1024u)
+#define READ_MORE_TIMES 4
+
+/* Reads what else the socket holds, in large pieces: libevent 2.1 reads at
+ * most 4 KiB per readiness event. Plain sockets only; 0, or -1 with errno
+ * (0 for EOF) when the socket failed. */
+int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
+{
+	struct evbuffer_iovec vec[2];
+	struct msghdr msg;
+	int fd = (int)bufferevent_getfd(bev), n, i;
+	ssize_t got;
+
+	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
+	    bufferevent_openssl_get_ssl(bev) != NULL)
+		return 0;
+	/* The socket bufferevent freezes its input's end; we add for it. */
+	evbuffer_unfreeze(in, 0);
+	for (i = 0; i < READ_MORE_TIMES; i++) {
+		n = evbuffer_reserve_space(in, READ_MORE_BYTES, vec, 2);
+		if (n <= 0)
+			break;
+		/* MSG_DONTWAIT: the socket may have been left blocking. */
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = (struct iovec *)vec;
+		msg.msg_iovlen = (size_t)n;
+		got = recvmsg(fd, &msg, MSG_DONTWAIT);
+		if (got <= 0) {
+			evbuffer_commit_space(in, NULL, 0);
+			evbuffer_freeze(in, 0);
+			if (got < 0 && (errno == EAGAIN || errno == EINTR ||
+			    errno == ENOTSOCK))
+				return 0;
+			if (got == 0)
+				errno = 0;
+			return -1;
+		}
+		if ((size_t)got <= vec[0].iov_len) {
+			vec[0].iov_len = (size_t)got;
+			n = 1;
+		} else {
+			vec[1].iov_len = (size_t)got - vec[0].iov_len;
+		}
+		evbuffer_commit_space(in, vec, n);
+		if ((size_t)got < READ_MORE_BYTES)
+			break;
+	}
+	evbuffer_freeze(in, 0);
+	return 0;
+}
+

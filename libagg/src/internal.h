@@ -81,7 +81,6 @@ struct agg_link {
 
 	/* Receiving. */
 	uint64_t rx_frames;           /* reliable frames received */
-	uint64_t rx_frames_acked;     /* rx_frames when we last acked */
 
 	/* Round trip and rate. */
 	uint32_t srtt_us, rttvar_us, rtt_min_us;
@@ -95,7 +94,6 @@ struct agg_link {
 	/* Liveness. */
 	uint64_t ping_sent_us;        /* 0: none outstanding */
 	uint64_t last_evidence_us;    /* last pong or ack progress */
-	uint64_t last_rx_us;
 	uint64_t last_tx_us;
 
 	/* Statistics. */

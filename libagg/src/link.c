@@ -71,7 +71,6 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	link->role = role;
 	link->state = AGG_LINK_HANDSHAKE;
 	link->state_since_us = agg_now_us();
-	link->last_rx_us = link->state_since_us;
 	snprintf(link->name, sizeof(link->name), "%s", name ? name : "link");
 	TAILQ_INIT(&link->inflight);
 	link->hs_step = role == AGG_ROLE_CLIENT ? HS_CLIENT_WAIT_SHELLO :
@@ -476,7 +475,6 @@ static void link_read_frames(struct agg_link *link, struct evbuffer *in)
 		if (avail < total)
 			return;
 		link->rx_bytes += total;
-		link->last_rx_us = agg_now_us();
 		if (h.type == AGG_FRAME_DATA) {
 			p = evbuffer_pullup(in, AGG_FRAME_HEADER_LEN +
 			    AGG_DATA_HEADER_LEN);

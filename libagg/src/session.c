@@ -434,7 +434,6 @@ void agg_session_link_up(struct agg_session *s, struct agg_link *link)
 
 	link->cap = s->cfg.link_cap_min;
 	link->last_evidence_us = now;
-	link->last_rx_us = now;
 	link->rate_start_us = now;
 	s->nlinks++;
 	evtimer_del(s->grace);
@@ -978,7 +977,6 @@ void agg_session_send_ack_on(struct agg_session *s, struct agg_link *carrier)
 		f.acks[f.ack_count].link_id = link->id;
 		f.acks[f.ack_count].frames = link->rx_frames;
 		f.ack_count++;
-		link->rx_frames_acked = link->rx_frames;
 	}
 	f.message_len = 0;
 	agg_link_send_control(carrier, &f);

@@ -752,6 +752,7 @@ int main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	agg_log_set_program(PROGRAM);
+	agg_tune_allocator();
 	agg_config_init(&c.cfg);
 	agg_linkset_config_init(&c.lscfg);
 	signal(SIGPIPE, SIG_IGN);

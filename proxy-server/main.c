@@ -567,6 +567,7 @@ int main(int argc, char *argv[])
 	char err[600];
 
 	agg_log_set_program("agg-server");
+	agg_tune_allocator();
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
 	server_parse_args(argc, argv, &args);

@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "agg/session.h"
 #include "internal.h"
@@ -230,6 +231,11 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 	sp->out = out;
 	sp->cb = cb;
 	sp->arg = arg;
+	/* A blocking local socket would stall the whole event loop. */
+	if (bufferevent_getfd(in) >= 0)
+		evutil_make_socket_nonblocking(bufferevent_getfd(in));
+	if (out != in && bufferevent_getfd(out) >= 0)
+		evutil_make_socket_nonblocking(bufferevent_getfd(out));
 	agg_stream_set_callbacks(stream, &splice_stream_cbs, sp);
 	bufferevent_setcb(in, splice_read_cb, in == out ? splice_write_cb :
 	    NULL, splice_event_cb, sp);
@@ -237,6 +243,9 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 		bufferevent_setcb(out, NULL, splice_write_cb, splice_event_cb,
 		    sp);
 	bufferevent_setwatermark(out, EV_WRITE, SPLICE_OUT_HIGH / 2, 0);
+	/* libevent writes 16 KiB per call by default: one call per readiness
+	 * event then costs a wakeup per 16 KiB. */
+	bufferevent_set_max_single_write(out, SPLICE_OUT_HIGH);
 	bufferevent_enable(out, EV_WRITE);
 	/* Whatever arrived before the splice existed moves now. */
 	splice_pump_down(sp);

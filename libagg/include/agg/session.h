@@ -208,4 +208,8 @@ void agg_session_get_stats(const struct agg_session *session,
 size_t agg_session_get_link_stats(const struct agg_session *session,
     struct agg_link_stats *out, size_t cap);
 
+/* Sets the C library's allocator up for bulk data (keeps freed buffers):
+ * call once at program start. */
+void agg_tune_allocator(void);
+
 #endif

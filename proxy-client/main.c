@@ -19,6 +19,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/dump.h"
 #include "agg/key.h"
 #include "agg/log.h"
 #include "agg/session.h"
@@ -67,6 +68,8 @@ struct client {
 	struct agg_target pipe_target;
 	struct stdpipe *pipe;
 	int verbosity;
+	const char *dump_path;
+	struct agg_dump *dump;
 
 	struct agg_session *session;
 	struct agg_linkset *linkset;
@@ -86,8 +89,8 @@ struct client {
 static const char usage_text[] =
 "usage: agg-client [-D [ADDR:]PORT]... [-L [ADDR:]PORT:HOST:HOSTPORT]...\n"
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
-"                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [-v|-q]\n"
-"                  [--version] [--help] SERVER_URL...\n"
+"                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
+"                  [-v|-q] [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
 "spread over several links, one per local interface and server address.\n"
@@ -112,19 +115,23 @@ static const char usage_text[] =
 "                     addresses of its family; interface-interface: one\n"
 "                     link per interface\n"
 "  -4, -6             use only IPv4 / IPv6 server addresses\n"
+"  --dump FILE        write the session's and links' statistics to FILE\n"
+"                     every 100 ms, one JSON object per line (agg-plot\n"
+"                     draws them)\n"
 "  -v, -q             more / less logging on stderr (repeatable)\n"
 "  --version          print the version\n"
 "  --help             print this help\n"
 "  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
 "\n"
 "Not available in this version: --ca, --cert, --key, --http-proxy,\n"
-"--monitor, --no-monitor, --speed-test, --time, --json, --dump, --config,\n"
+"--monitor, --no-monitor, --speed-test, --time, --json, --config,\n"
 "--show-config.\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
 	OPT_LINK_FILTER,
 	OPT_VERSION,
+	OPT_DUMP,
 	OPT_UNAVAILABLE,
 };
 
@@ -142,7 +149,7 @@ static const struct option client_options[] = {
 	{ "speed-test", no_argument, NULL, OPT_UNAVAILABLE },
 	{ "time", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "json", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "dump", required_argument, NULL, OPT_UNAVAILABLE },
+	{ "dump", required_argument, NULL, OPT_DUMP },
 	{ "config", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "show-config", no_argument, NULL, OPT_UNAVAILABLE },
 	{ NULL, 0, NULL, 0 },
@@ -566,6 +573,9 @@ static int client_parse(struct client *c, int argc, char **argv)
 				    "'%s': expected any, interface-ip or "
 				    "interface-interface", optarg);
 			break;
+		case OPT_DUMP:
+			c->dump_path = optarg;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -669,6 +679,15 @@ static int client_setup_loop(struct client *c)
 	return -1;
 }
 
+/* The dump's interval: one record for the current session. */
+static void client_dump_collect_cb(struct agg_dump *dump, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->session != NULL)
+		agg_dump_session(dump, c->session);
+}
+
 /* Starts the session, the fronts or the pipe; -1 to go on, else the exit
  * status. */
 static int client_start(struct client *c)
@@ -683,6 +702,12 @@ static int client_start(struct client *c)
 		}
 		/* A server URL this version cannot dial. */
 		return client_usage_error("%s", err);
+	}
+	if (c->dump_path != NULL && (c->dump = agg_dump_open(c->base,
+	    c->dump_path, PROGRAM, client_dump_collect_cb, c, err,
+	    sizeof(err))) == NULL) {
+		agg_log_error("%s", err);
+		return 1;
 	}
 	if ((c->fronts = calloc(c->nspecs + 1, sizeof(*c->fronts))) == NULL) {
 		agg_log_error("out of memory");
@@ -713,6 +738,7 @@ static void client_free(struct client *c)
 	for (i = 0; i < c->nfronts; i++)
 		front_free(c->fronts[i]);
 	stdpipe_free(c->pipe);
+	agg_dump_close(c->dump);
 	if (c->linkset != NULL)
 		agg_linkset_free(c->linkset);
 	agg_session_free(c->session);

@@ -18,6 +18,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/dump.h"
 #include "agg/hub.h"
 #include "agg/key.h"
 #include "agg/log.h"
@@ -49,6 +50,7 @@ enum {
 	OPT_ALLOW,
 	OPT_DENY,
 	OPT_VERSION,
+	OPT_DUMP,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -69,13 +71,14 @@ static const struct option server_long_options[] = {
 	{ "no-monitor", no_argument, NULL, OPT_LATER },
 	{ "config", required_argument, NULL, OPT_LATER },
 	{ "show-config", no_argument, NULL, OPT_LATER },
-	{ "dump", required_argument, NULL, OPT_LATER },
+	{ "dump", required_argument, NULL, OPT_DUMP },
 	{ NULL, 0, NULL, 0 },
 };
 
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
-"                  [--allow RULE]... [--deny RULE]... [-v|-q]\n"
+"                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
+"                  [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -91,6 +94,9 @@ static const char server_usage[] =
 "                         are then denied unless an --allow rule matches\n"
 "      --allow RULE       connect to destinations matching RULE\n"
 "      --deny RULE        refuse destinations matching RULE\n"
+"      --dump FILE        write every session's and link's statistics to\n"
+"                         FILE every 100 ms, one JSON object per session\n"
+"                         and line (agg-plot draws them)\n"
 "  -v, --verbose          log every stream and link; -vv: debug\n"
 "  -q, --quiet            log errors only\n"
 "      --version          print the version\n"
@@ -111,7 +117,7 @@ static const char server_usage[] =
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
 "--cert, --key, --client-ca, --monitor, --no-monitor, --config,\n"
-"--show-config and --dump are not available in this version.\n"
+"and --show-config are not available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -123,6 +129,7 @@ struct server_args {
 	int verbose;
 	bool quiet;
 	struct policy *policy;
+	const char *dump_path;
 };
 
 struct server {
@@ -138,6 +145,7 @@ struct server {
 	struct event *reap;
 	struct event *sigint, *sigterm;
 	struct event *stop_timer;
+	struct agg_dump *dump;
 	size_t max_streams;
 	bool stopping;
 };
@@ -261,6 +269,9 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case 'h':
 			fputs(server_usage, stdout);
 			exit(0);
+		case OPT_DUMP:
+			a->dump_path = optarg;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -494,6 +505,20 @@ static size_t server_stream_limit(void)
 	return n > SERVER_MAX_STREAMS ? SERVER_MAX_STREAMS : (size_t)n;
 }
 
+/* Writes one dump record for a session. */
+static void server_dump_session_cb(struct agg_session *s, void *arg)
+{
+	agg_dump_session(arg, s);
+}
+
+/* The dump's interval: one record per session. */
+static void server_dump_collect_cb(struct agg_dump *dump, void *arg)
+{
+	struct server *srv = arg;
+
+	agg_hub_foreach(srv->hub, server_dump_session_cb, dump);
+}
+
 /* Creates everything the server needs, or exits with status 1. */
 static void server_setup(struct server *srv, struct server_args *a,
     const uint8_t *key, size_t key_len)
@@ -532,6 +557,10 @@ static void server_setup(struct server *srv, struct server_args *a,
 			server_fatal("%s", err);
 		srv->nlisteners++;
 	}
+	if (a->dump_path != NULL && (srv->dump = agg_dump_open(srv->base,
+	    a->dump_path, "agg-server", server_dump_collect_cb, srv, err,
+	    sizeof(err))) == NULL)
+		server_fatal("%s", err);
 	if (a->insecure)
 		agg_log_warn("no secret (--insecure-no-auth): anyone who "
 		    "reaches this server may use it");
@@ -547,6 +576,7 @@ static void server_teardown(struct server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
+	agg_dump_close(srv->dump);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
 	event_free(srv->sigint);

@@ -29,6 +29,7 @@
 #include "front.h"
 #include "linkset.h"
 #include "socks.h"
+#include "speedtest.h"
 #include "stdpipe.h"
 
 #ifndef AGG_VERSION
@@ -70,6 +71,9 @@ struct client {
 	int verbosity;
 	const char *dump_path;
 	struct agg_dump *dump;
+	int speed_test, speed_json;
+	unsigned speed_seconds;
+	struct speedtest *speedtest;
 
 	struct agg_session *session;
 	struct agg_linkset *linkset;
@@ -90,7 +94,8 @@ static const char usage_text[] =
 "usage: agg-client [-D [ADDR:]PORT]... [-L [ADDR:]PORT:HOST:HOSTPORT]...\n"
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
 "                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
-"                  [-v|-q] [--version] [--help] SERVER_URL...\n"
+"                  [--speed-test [--time S] [--json]] [-v|-q]\n"
+"                  [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
 "spread over several links, one per local interface and server address.\n"
@@ -115,6 +120,11 @@ static const char usage_text[] =
 "                     addresses of its family; interface-interface: one\n"
 "                     link per interface\n"
 "  -4, -6             use only IPv4 / IPv6 server addresses\n"
+"  --speed-test       measure the links together: upload, then download\n"
+"                     the server's built-in test stream (checked byte by\n"
+"                     byte), a line per second with each link's share\n"
+"  --time S           seconds of each direction (default 10)\n"
+"  --json             print only one JSON object with the result\n"
 "  --dump FILE        write the session's and links' statistics to FILE\n"
 "                     every 100 ms, one JSON object per line (agg-plot\n"
 "                     draws them)\n"
@@ -124,14 +134,16 @@ static const char usage_text[] =
 "  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
 "\n"
 "Not available in this version: --ca, --cert, --key, --http-proxy,\n"
-"--monitor, --no-monitor, --speed-test, --time, --json, --config,\n"
-"--show-config.\n";
+"--monitor, --no-monitor, --config, --show-config.\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
 	OPT_LINK_FILTER,
 	OPT_VERSION,
 	OPT_DUMP,
+	OPT_SPEED_TEST,
+	OPT_TIME,
+	OPT_JSON,
 	OPT_UNAVAILABLE,
 };
 
@@ -146,9 +158,9 @@ static const struct option client_options[] = {
 	{ "http-proxy", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "monitor", no_argument, NULL, OPT_UNAVAILABLE },
 	{ "no-monitor", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "speed-test", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "time", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "json", no_argument, NULL, OPT_UNAVAILABLE },
+	{ "speed-test", no_argument, NULL, OPT_SPEED_TEST },
+	{ "time", required_argument, NULL, OPT_TIME },
+	{ "json", no_argument, NULL, OPT_JSON },
 	{ "dump", required_argument, NULL, OPT_DUMP },
 	{ "config", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "show-config", no_argument, NULL, OPT_UNAVAILABLE },
@@ -234,6 +246,18 @@ const char *client_link_error(const struct client *c)
 size_t client_links_up(const struct client *c)
 {
 	return c->session != NULL ? agg_session_links_up(c->session) : 0;
+}
+
+/* Number of links the link set dials or holds. */
+size_t client_links_wanted(const struct client *c)
+{
+	return c->linkset != NULL ? agg_linkset_wanted(c->linkset) : 0;
+}
+
+/* The current session. */
+struct agg_session *client_session(const struct client *c)
+{
+	return c->session;
 }
 
 /* Asks for the end of the program; the first call wins. */
@@ -576,6 +600,24 @@ static int client_parse(struct client *c, int argc, char **argv)
 		case OPT_DUMP:
 			c->dump_path = optarg;
 			break;
+		case OPT_SPEED_TEST:
+			c->speed_test = 1;
+			break;
+		case OPT_TIME: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' ||
+			    v < 1 || v > 3600)
+				return client_usage_error("bad --time '%s': "
+				    "expected whole seconds from 1 to 3600",
+				    optarg);
+			c->speed_seconds = (unsigned)v;
+			break;
+		}
+		case OPT_JSON:
+			c->speed_json = 1;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -605,7 +647,15 @@ static int client_parse(struct client *c, int argc, char **argv)
 	if (c->have_pipe && have_front)
 		return client_usage_error("-W cannot be combined with -D or "
 		    "-L");
-	if (!c->have_pipe && !have_front) {
+	if (c->speed_test && (c->have_pipe || have_front))
+		return client_usage_error("--speed-test cannot be combined "
+		    "with -D, -L or -W");
+	if (!c->speed_test && (c->speed_seconds != 0 || c->speed_json))
+		return client_usage_error("%s needs --speed-test",
+		    c->speed_json ? "--json" : "--time");
+	if (c->speed_seconds == 0)
+		c->speed_seconds = 10;
+	if (!c->have_pipe && !have_front && !c->speed_test) {
 		front_spec_socks("127.0.0.1:1080", &c->specs[0], err,
 		    sizeof(err));
 		c->nspecs = 1;
@@ -722,6 +772,11 @@ static int client_start(struct client *c)
 		}
 		c->nfronts++;
 	}
+	if (c->speed_test && (c->speedtest = speedtest_new(c,
+	    c->speed_seconds, c->speed_json)) == NULL) {
+		agg_log_error("out of memory");
+		return 1;
+	}
 	if (c->have_pipe && (c->pipe = stdpipe_new(c, &c->pipe_target, err,
 	    sizeof(err))) == NULL) {
 		agg_log_error("%s", err);
@@ -738,6 +793,7 @@ static void client_free(struct client *c)
 	for (i = 0; i < c->nfronts; i++)
 		front_free(c->fronts[i]);
 	stdpipe_free(c->pipe);
+	speedtest_free(c->speedtest);
 	agg_dump_close(c->dump);
 	if (c->linkset != NULL)
 		agg_linkset_free(c->linkset);

@@ -23,9 +23,11 @@
 #include "agg/key.h"
 #include "agg/log.h"
 #include "agg/session.h"
+#include "agg/speedtest.h"
 #include "agg/url.h"
 #include "dialer.h"
 #include "policy.h"
+#include "speedsink.h"
 #include "tcp.h"
 
 #ifndef AGG_VERSION
@@ -351,8 +353,10 @@ static void server_stream_opened_cb(struct agg_session *s,
     struct agg_stream *st, const struct agg_target *t, void *arg)
 {
 	struct server *srv = arg;
+	int speedtest = agg_speedtest_target_kind(t);
 	size_t connecting = dialer_connecting(srv->dialer);
-	size_t streams = connecting + dialer_spliced(srv->dialer);
+	size_t streams = connecting + dialer_spliced(srv->dialer) +
+	    speedsink_active();
 	char why[128];
 
 	why[0] = '\0';
@@ -374,7 +378,10 @@ static void server_stream_opened_cb(struct agg_session *s,
 		agg_stream_refuse(st, AGG_ERR_GENERAL, why);
 		return;
 	}
-	dialer_open(srv->dialer, st, t);
+	if (speedtest != 0)
+		speedsink_serve(st, speedtest);
+	else
+		dialer_open(srv->dialer, st, t);
 }
 
 /* A session ended: remove it on the next loop iteration. */

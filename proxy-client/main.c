@@ -28,6 +28,7 @@
 #include "client.h"
 #include "front.h"
 #include "linkset.h"
+#include "monitor.h"
 #include "socks.h"
 #include "speedtest.h"
 #include "stdpipe.h"
@@ -74,6 +75,9 @@ struct client {
 	int speed_test, speed_json;
 	unsigned speed_seconds;
 	struct speedtest *speedtest;
+	int monitor_mode;          /* 1 --monitor, 2 by default, 0 none;
+	                              -1 until the command line is read */
+	struct monitor *monitor;
 
 	struct agg_session *session;
 	struct agg_linkset *linkset;
@@ -94,7 +98,8 @@ static const char usage_text[] =
 "usage: agg-client [-D [ADDR:]PORT]... [-L [ADDR:]PORT:HOST:HOSTPORT]...\n"
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
 "                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
-"                  [--speed-test [--time S] [--json]] [-v|-q]\n"
+"                  [--speed-test [--time S] [--json]]\n"
+"                  [--monitor|--no-monitor] [-v|-q]\n"
 "                  [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
@@ -125,6 +130,10 @@ static const char usage_text[] =
 "                     byte), a line per second with each link's share\n"
 "  --time S           seconds of each direction (default 10)\n"
 "  --json             print only one JSON object with the result\n"
+"  --monitor          full-screen view of the links (default when stdout\n"
+"                     is a terminal, without -W and --speed-test); keys:\n"
+"                     q quit, a show/hide links not connected\n"
+"  --no-monitor       no full-screen view: log lines on stderr\n"
 "  --dump FILE        write the session's and links' statistics to FILE\n"
 "                     every 100 ms, one JSON object per line (agg-plot\n"
 "                     draws them)\n"
@@ -134,7 +143,7 @@ static const char usage_text[] =
 "  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
 "\n"
 "Not available in this version: --ca, --cert, --key, --http-proxy,\n"
-"--monitor, --no-monitor, --config, --show-config.\n";
+"--config, --show-config.\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
@@ -144,6 +153,8 @@ enum {
 	OPT_SPEED_TEST,
 	OPT_TIME,
 	OPT_JSON,
+	OPT_MONITOR,
+	OPT_NO_MONITOR,
 	OPT_UNAVAILABLE,
 };
 
@@ -156,8 +167,8 @@ static const struct option client_options[] = {
 	{ "cert", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "key", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "http-proxy", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "monitor", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "no-monitor", no_argument, NULL, OPT_UNAVAILABLE },
+	{ "monitor", no_argument, NULL, OPT_MONITOR },
+	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
 	{ "speed-test", no_argument, NULL, OPT_SPEED_TEST },
 	{ "time", required_argument, NULL, OPT_TIME },
 	{ "json", no_argument, NULL, OPT_JSON },
@@ -315,6 +326,8 @@ static void client_link_state_cb(struct agg_session *session,
 
 	if (session != c->session)
 		return;
+	if (c->monitor != NULL)
+		monitor_link_state(c->monitor, session, link, state, reason);
 	if (c->linkset != NULL)
 		agg_linkset_link_state(c->linkset, link, state, reason);
 	if (state == AGG_LINK_CLOSED && reason != NULL &&
@@ -469,6 +482,8 @@ static void client_finish_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	monitor_free(c->monitor);
+	c->monitor = NULL;
 	if (c->status != 0)
 		agg_log_error("%s", c->reason);
 	else if (c->reason[0] != '\0')
@@ -618,6 +633,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 		case OPT_JSON:
 			c->speed_json = 1;
 			break;
+		case OPT_MONITOR:
+			c->monitor_mode = 1;
+			break;
+		case OPT_NO_MONITOR:
+			c->monitor_mode = 0;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -655,6 +676,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 		    c->speed_json ? "--json" : "--time");
 	if (c->speed_seconds == 0)
 		c->speed_seconds = 10;
+	if (c->monitor_mode == 1 && (c->have_pipe || c->speed_test))
+		return client_usage_error("--monitor cannot be combined with "
+		    "-W or --speed-test");
+	if (c->monitor_mode == -1)
+		c->monitor_mode = !c->have_pipe && !c->speed_test &&
+		    monitor_default() ? 2 : 0;
 	if (!c->have_pipe && !have_front && !c->speed_test) {
 		front_spec_socks("127.0.0.1:1080", &c->specs[0], err,
 		    sizeof(err));
@@ -738,6 +765,65 @@ static void client_dump_collect_cb(struct agg_dump *dump, void *arg)
 		agg_dump_session(dump, c->session);
 }
 
+/* The monitor's sessions: the current one. */
+static void client_monitor_foreach_cb(void (*fn)(struct agg_session *s,
+    void *fnarg), void *fnarg, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->session != NULL)
+		fn(c->session, fnarg);
+}
+
+/* q in the monitor: shut down as on SIGTERM. */
+static void client_monitor_quit_cb(void *arg)
+{
+	struct client *c = arg;
+
+	c->signalled = 1;
+	client_exit(c, 0, "quit from the monitor");
+}
+
+/* The scheme of the server URL a link (IFACE[@SRC]->REMOTE) dials: the one
+ * whose host and port are the link's remote, else the one all share. */
+static const char *client_monitor_transport_cb(const char *name, void *arg)
+{
+	struct client *c = arg;
+	const char *remote = strstr(name, "->");
+	char text[300];
+	size_t i;
+
+	for (i = 0; remote != NULL && i < c->nservers; i++) {
+		snprintf(text, sizeof(text), strchr(c->servers[i].host, ':') !=
+		    NULL ? "[%s]:%s" : "%s:%s", c->servers[i].host,
+		    c->servers[i].port);
+		if (strcmp(remote + 2, text) == 0)
+			return agg_url_scheme_name(c->servers[i].scheme);
+	}
+	for (i = 1; i < c->nservers; i++)
+		if (c->servers[i].scheme != c->servers[0].scheme)
+			return "?";
+	return agg_url_scheme_name(c->servers[0].scheme);
+}
+
+/* The monitor's status line: the last dial error while links are down. */
+static const char *client_monitor_status_cb(void *arg)
+{
+	struct client *c = arg;
+
+	if (c->linkset == NULL || client_links_up(c) >=
+	    agg_linkset_wanted(c->linkset))
+		return "";
+	return agg_linkset_last_error(c->linkset);
+}
+
+static const struct monitor_callbacks client_monitor_cbs = {
+	.foreach = client_monitor_foreach_cb,
+	.quit = client_monitor_quit_cb,
+	.transport = client_monitor_transport_cb,
+	.status = client_monitor_status_cb,
+};
+
 /* Starts the session, the fronts or the pipe; -1 to go on, else the exit
  * status. */
 static int client_start(struct client *c)
@@ -772,6 +858,14 @@ static int client_start(struct client *c)
 		}
 		c->nfronts++;
 	}
+	if (c->monitor_mode != 0 && (c->monitor = monitor_new(c->base,
+	    PROGRAM, &client_monitor_cbs, c, err, sizeof(err))) == NULL) {
+		if (c->monitor_mode == 1) {
+			agg_log_error("%s", err);
+			return 1;
+		}
+		agg_log_warn("%s; going on without it", err);
+	}
 	if (c->speed_test && (c->speedtest = speedtest_new(c,
 	    c->speed_seconds, c->speed_json)) == NULL) {
 		agg_log_error("out of memory");
@@ -792,6 +886,7 @@ static void client_free(struct client *c)
 
 	for (i = 0; i < c->nfronts; i++)
 		front_free(c->fronts[i]);
+	monitor_free(c->monitor);
 	stdpipe_free(c->pipe);
 	speedtest_free(c->speedtest);
 	agg_dump_close(c->dump);
@@ -833,6 +928,7 @@ int main(int argc, char **argv)
 	int r;
 
 	memset(&c, 0, sizeof(c));
+	c.monitor_mode = -1;
 	agg_log_set_program(PROGRAM);
 	agg_config_init(&c.cfg);
 	agg_linkset_config_init(&c.lscfg);

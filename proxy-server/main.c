@@ -26,6 +26,7 @@
 #include "agg/speedtest.h"
 #include "agg/url.h"
 #include "dialer.h"
+#include "monitor.h"
 #include "policy.h"
 #include "speedsink.h"
 #include "tcp.h"
@@ -53,6 +54,8 @@ enum {
 	OPT_DENY,
 	OPT_VERSION,
 	OPT_DUMP,
+	OPT_MONITOR,
+	OPT_NO_MONITOR,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -69,8 +72,8 @@ static const struct option server_long_options[] = {
 	{ "cert", required_argument, NULL, OPT_LATER },
 	{ "key", required_argument, NULL, OPT_LATER },
 	{ "client-ca", required_argument, NULL, OPT_LATER },
-	{ "monitor", no_argument, NULL, OPT_LATER },
-	{ "no-monitor", no_argument, NULL, OPT_LATER },
+	{ "monitor", no_argument, NULL, OPT_MONITOR },
+	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
 	{ "config", required_argument, NULL, OPT_LATER },
 	{ "show-config", no_argument, NULL, OPT_LATER },
 	{ "dump", required_argument, NULL, OPT_DUMP },
@@ -80,7 +83,7 @@ static const struct option server_long_options[] = {
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
 "                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
-"                  [-v|-q]\n"
+"                  [--monitor|--no-monitor] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -96,6 +99,10 @@ static const char server_usage[] =
 "                         are then denied unless an --allow rule matches\n"
 "      --allow RULE       connect to destinations matching RULE\n"
 "      --deny RULE        refuse destinations matching RULE\n"
+"      --monitor          full-screen view of the sessions and their links\n"
+"                         (default when stdout is a terminal); keys: q\n"
+"                         quit, a show/hide links not connected\n"
+"      --no-monitor       no full-screen view: log lines on stderr\n"
 "      --dump FILE        write every session's and link's statistics to\n"
 "                         FILE every 100 ms, one JSON object per session\n"
 "                         and line (agg-plot draws them)\n"
@@ -118,8 +125,8 @@ static const char server_usage[] =
 "the address (for a name, every address it resolves to: a denied one is\n"
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
-"--cert, --key, --client-ca, --monitor, --no-monitor, --config,\n"
-"and --show-config are not available in this version.\n"
+"--cert, --key, --client-ca, --config and --show-config are not\n"
+"available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -132,6 +139,7 @@ struct server_args {
 	bool quiet;
 	struct policy *policy;
 	const char *dump_path;
+	int monitor;          /* 1 --monitor, 0 --no-monitor, -1 default */
 };
 
 struct server {
@@ -148,6 +156,8 @@ struct server {
 	struct event *sigint, *sigterm;
 	struct event *stop_timer;
 	struct agg_dump *dump;
+	struct monitor *monitor;
+	struct server_args *args;
 	size_t max_streams;
 	bool stopping;
 };
@@ -274,6 +284,12 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case OPT_DUMP:
 			a->dump_path = optarg;
 			break;
+		case OPT_MONITOR:
+			a->monitor = 1;
+			break;
+		case OPT_NO_MONITOR:
+			a->monitor = 0;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -294,6 +310,8 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		    "--insecure-no-auth");
 	if (a->nurls == 0)
 		server_args_add_url(a, SERVER_DEFAULT_URL);
+	if (a->monitor == -1)
+		a->monitor = monitor_default() ? 2 : 0;
 }
 
 /* Prints a one-line runtime failure and exits with status 1. */
@@ -384,6 +402,16 @@ static void server_stream_opened_cb(struct agg_session *s,
 		dialer_open(srv->dialer, st, t);
 }
 
+/* A link changed state: the monitor shows it. */
+static void server_link_state_cb(struct agg_session *s, struct agg_link *link,
+    enum agg_link_state state, const char *reason, void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->monitor != NULL)
+		monitor_link_state(srv->monitor, s, link, state, reason);
+}
+
 /* A session ended: remove it on the next loop iteration. */
 static void server_session_closed_cb(struct agg_session *s,
     const char *reason, void *arg)
@@ -402,6 +430,7 @@ static void server_session_closed_cb(struct agg_session *s,
 
 static const struct agg_session_callbacks server_session_cbs = {
 	.stream_opened = server_stream_opened_cb,
+	.link_state = server_link_state_cb,
 	.closed = server_session_closed_cb,
 };
 
@@ -470,14 +499,29 @@ static void server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
-/* Stops taking links and closes the sessions; a second signal exits at
- * once. */
-static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+/* Stops taking links and closes the sessions (SIGINT, SIGTERM, q in the
+ * monitor). */
+static void server_stop(struct server *srv, const char *why)
 {
-	struct server *srv = arg;
 	struct timeval tv = { SERVER_STOP_MS / 1000,
 	    SERVER_STOP_MS % 1000 * 1000 };
 	size_t i;
+
+	monitor_free(srv->monitor);
+	srv->monitor = NULL;
+	srv->stopping = true;
+	agg_log_info("%s: shutting down", why);
+	for (i = 0; i < srv->nlisteners; i++)
+		agg_tcp_listener_free(srv->listeners[i]);
+	srv->nlisteners = 0;
+	evtimer_add(srv->stop_timer, &tv);
+	event_active(srv->reap, 0, 0);
+}
+
+/* SIGINT / SIGTERM: shut down; a second signal exits at once. */
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
 
 	(void)what;
 	if (srv->stopping) {
@@ -485,14 +529,43 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(srv->base);
 		return;
 	}
-	srv->stopping = true;
-	agg_log_info("%s: shutting down", strsignal((int)sig));
-	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
-	srv->nlisteners = 0;
-	evtimer_add(srv->stop_timer, &tv);
-	event_active(srv->reap, 0, 0);
+	server_stop(srv, strsignal((int)sig));
 }
+
+/* The monitor's sessions: every session of the hub. */
+static void server_monitor_foreach_cb(void (*fn)(struct agg_session *s,
+    void *fnarg), void *fnarg, void *arg)
+{
+	struct server *srv = arg;
+
+	agg_hub_foreach(srv->hub, fn, fnarg);
+}
+
+/* q in the monitor: shut down as on SIGTERM. */
+static void server_monitor_quit_cb(void *arg)
+{
+	server_stop(arg, "quit from the monitor");
+}
+
+/* The transport of a link: the listeners' scheme when they share one. */
+static const char *server_monitor_transport_cb(const char *name, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	(void)name;
+	for (i = 1; i < srv->args->nurls; i++)
+		if (srv->args->urls[i].scheme != srv->args->urls[0].scheme)
+			return "?";
+	return agg_url_scheme_name(srv->args->urls[0].scheme);
+}
+
+static const struct monitor_callbacks server_monitor_cbs = {
+	.foreach = server_monitor_foreach_cb,
+	.quit = server_monitor_quit_cb,
+	.transport = server_monitor_transport_cb,
+	.forget_down_s = 30,
+};
 
 /* Raises the open-file limit as far as allowed and sizes the stream
  * limit to it: every stream holds a socket, and links need some too. */
@@ -568,6 +641,14 @@ static void server_setup(struct server *srv, struct server_args *a,
 	    a->dump_path, "agg-server", server_dump_collect_cb, srv, err,
 	    sizeof(err))) == NULL)
 		server_fatal("%s", err);
+	srv->args = a;
+	if (a->monitor != 0 && (srv->monitor = monitor_new(srv->base,
+	    "agg-server", &server_monitor_cbs, srv, err, sizeof(err))) ==
+	    NULL) {
+		if (a->monitor == 1)
+			server_fatal("%s", err);
+		agg_log_warn("%s; going on without it", err);
+	}
 	if (a->insecure)
 		agg_log_warn("no secret (--insecure-no-auth): anyone who "
 		    "reaches this server may use it");
@@ -583,6 +664,7 @@ static void server_teardown(struct server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
+	monitor_free(srv->monitor);
 	agg_dump_close(srv->dump);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
@@ -604,6 +686,7 @@ int main(int argc, char *argv[])
 	char err[600];
 
 	agg_log_set_program("agg-server");
+	args.monitor = -1;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
 	server_parse_args(argc, argv, &args);

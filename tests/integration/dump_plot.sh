@@ -45,11 +45,11 @@ socks_port=$(free_port)
 python3 -m http.server "$http_port" --bind 127.0.0.1 \
 	--directory "$tmp/www" >"$tmp/http.log" 2>&1 &
 pids+=($!)
-"$server_bin" -l "tcp://[::]:$server_port" -k "$tmp/secret" \
+"$server_bin" -l "tcp://[::]:$server_port" -k "$tmp/secret" --no-monitor \
 	--dump "$tmp/server.jsonl" >"$tmp/server.log" 2>&1 &
 server_pid=$!
 pids+=($server_pid)
-"$client_bin" -D "127.0.0.1:$socks_port" -k "$tmp/secret" \
+"$client_bin" -D "127.0.0.1:$socks_port" -k "$tmp/secret" --no-monitor \
 	--dump "$tmp/client.jsonl" "tcp://127.0.0.1:$server_port" \
 	"tcp://127.0.0.2:$server_port" "tcp://[::1]:$server_port" \
 	>"$tmp/client.log" 2>&1 &

@@ -784,21 +784,41 @@ static void client_monitor_quit_cb(void *arg)
 	client_exit(c, 0, "quit from the monitor");
 }
 
-/* The scheme of the server URL a link (IFACE[@SRC]->REMOTE) dials: the one
- * whose host and port are the link's remote, else the one all share. */
+/* The link set's slots for the monitor. */
+static size_t client_monitor_slots_cb(struct monitor_slot *out, size_t cap,
+    void *arg)
+{
+	struct client *c = arg;
+	struct agg_linkset_slot_info info[64];
+	size_t i, n;
+
+	if (c->linkset == NULL)
+		return 0;
+	n = agg_linkset_slots(c->linkset, info, 64);
+	for (i = 0; i < n && i < 64 && i < cap; i++) {
+		snprintf(out[i].name, sizeof(out[i].name), "%.63s",
+		    info[i].name);
+		out[i].dialling = info[i].dialling;
+		snprintf(out[i].why, sizeof(out[i].why), "%s", info[i].why);
+		out[i].why_us = info[i].why_us;
+	}
+	return n;
+}
+
+/* The scheme of a link (IFACE[@SRC]->REMOTE): its link set slot's, else
+ * the one all server URLs share. */
 static const char *client_monitor_transport_cb(const char *name, void *arg)
 {
 	struct client *c = arg;
-	const char *remote = strstr(name, "->");
-	char text[300];
-	size_t i;
+	struct agg_linkset_slot_info info[64];
+	char cut[64];
+	size_t i, n;
 
-	for (i = 0; remote != NULL && i < c->nservers; i++) {
-		snprintf(text, sizeof(text), strchr(c->servers[i].host, ':') !=
-		    NULL ? "[%s]:%s" : "%s:%s", c->servers[i].host,
-		    c->servers[i].port);
-		if (strcmp(remote + 2, text) == 0)
-			return agg_url_scheme_name(c->servers[i].scheme);
+	n = c->linkset != NULL ? agg_linkset_slots(c->linkset, info, 64) : 0;
+	for (i = 0; i < n && i < 64; i++) {
+		snprintf(cut, sizeof(cut), "%.63s", info[i].name);
+		if (strcmp(cut, name) == 0)
+			return agg_url_scheme_name(info[i].scheme);
 	}
 	for (i = 1; i < c->nservers; i++)
 		if (c->servers[i].scheme != c->servers[0].scheme)
@@ -822,6 +842,7 @@ static const struct monitor_callbacks client_monitor_cbs = {
 	.quit = client_monitor_quit_cb,
 	.transport = client_monitor_transport_cb,
 	.status = client_monitor_status_cb,
+	.slots = client_monitor_slots_cb,
 };
 
 /* Starts the session, the fronts or the pipe; -1 to go on, else the exit

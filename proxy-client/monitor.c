@@ -55,6 +55,7 @@ struct monitor_row {
 
 struct monitor_session {
 	struct agg_session_stats st;
+	size_t wanted;              /* links the owner dials (0: unknown) */
 };
 
 struct monitor {
@@ -68,6 +69,7 @@ struct monitor {
 	size_t nrows;
 	struct monitor_session sessions[MONITOR_MAX_SESSIONS];
 	size_t nsessions;
+	struct monitor_slot slots[MONITOR_MAX_LINKS];
 	char events[MONITOR_EVENTS][200];
 	size_t nevents, next_event;
 };
@@ -225,6 +227,7 @@ static void monitor_collect_cb(struct agg_session *s, void *arg)
 
 	if (m->nsessions == MONITOR_MAX_SESSIONS)
 		return;
+	m->sessions[m->nsessions].wanted = 0;
 	agg_session_get_stats(s, &m->sessions[m->nsessions++].st);
 	n = agg_session_get_link_stats(s, ls, MONITOR_MAX_LINKS);
 	if (n > MONITOR_MAX_LINKS)
@@ -243,6 +246,40 @@ static void monitor_collect_cb(struct agg_session *s, void *arg)
 	}
 }
 
+/* The owner's dialled links that are not in its session: connecting, or
+ * down with the dial's failure. */
+static void monitor_collect_slots(struct monitor *m)
+{
+	struct monitor_row *r;
+	size_t i, n;
+
+	if (m->cbs->slots == NULL || m->nsessions != 1)
+		return;
+	n = m->cbs->slots(m->slots, MONITOR_MAX_LINKS, m->arg);
+	m->sessions[0].wanted = n;
+	if (n > MONITOR_MAX_LINKS)
+		n = MONITOR_MAX_LINKS;
+	for (i = 0; i < n; i++) {
+		const struct monitor_slot *sl = &m->slots[i];
+
+		if ((r = monitor_row(m, m->sessions[0].st.id, sl->name)) ==
+		    NULL || r->present)
+			continue;
+		r->present = 1;
+		if (sl->dialling && r->state != MONITOR_CONNECTING) {
+			r->state = MONITOR_CONNECTING;
+			r->since_us = monitor_now_us();
+		} else if (!sl->dialling && r->state != MONITOR_DOWN) {
+			r->state = MONITOR_DOWN;
+			r->since_us = sl->why_us != 0 ? sl->why_us :
+			    monitor_now_us();
+		}
+		if (sl->why[0] != '\0')
+			snprintf(r->reason, sizeof(r->reason), "%s", sl->why);
+		memset(&r->st, 0, sizeof(r->st));
+	}
+}
+
 /* Looks at every session: links gone from theirs become down, rows of
  * sessions that are gone are dropped. */
 static void monitor_collect(struct monitor *m)
@@ -254,6 +291,7 @@ static void monitor_collect(struct monitor *m)
 		m->rows[i].present = 0;
 	m->nsessions = 0;
 	m->cbs->foreach(monitor_collect_cb, m, m->arg);
+	monitor_collect_slots(m);
 	for (i = 0; i < m->nrows; i++) {
 		struct monitor_row *r = &m->rows[i];
 
@@ -364,7 +402,9 @@ static void monitor_draw(struct monitor *m)
 		monitor_bytes(st->unacked_bytes, un, sizeof(un));
 		monitor_line(y++, A_BOLD, "session %.8s  links %zu/%zu up  "
 		    "streams %zu  send %sbit/s  recv %sbit/s  unacked %s  "
-		    "resent %" PRIu64, st->id, st->links_up, st->links,
+		    "resent %" PRIu64, st->id, st->links_up,
+		    m->sessions[i].wanted > st->links ? m->sessions[i].wanted :
+		    st->links,
 		    st->streams, tx, rx, un, st->resent_frames);
 		monitor_line(y++, A_UNDERLINE, "  " MONITOR_ROW_FMT "%6s %s",
 		    "TRANS", "LINK (LOCAL -> REMOTE)", "STATE", "SINCE", "RTT",

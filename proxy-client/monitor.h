@@ -11,6 +11,7 @@
 #define MONITOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agg/session.h"
 
@@ -20,6 +21,14 @@ struct monitor;
 /* Calls fn(session, fnarg) for each session to show. */
 typedef void (*monitor_foreach_fn)(void (*fn)(struct agg_session *s,
     void *fnarg), void *fnarg, void *arg);
+
+/* A link the owner dials that is not (or not yet) in a session. */
+struct monitor_slot {
+	char name[64];           /* as its link will be named */
+	int dialling;            /* connecting now, else waiting to retry */
+	char why[128];           /* its last failure, "" if none */
+	uint64_t why_us;         /* when (CLOCK_MONOTONIC, microseconds) */
+};
 
 struct monitor_callbacks {
 	monitor_foreach_fn foreach;
@@ -31,6 +40,9 @@ struct monitor_callbacks {
 	/* A line about what is wrong (e.g. the last dial error), or "";
 	 * may be NULL. */
 	const char *(*status)(void *arg);
+	/* Fills up to cap of the links the owner dials for its one session
+	 * (agg-client's link set); returns how many there are. May be NULL. */
+	size_t (*slots)(struct monitor_slot *out, size_t cap, void *arg);
 	/* Forget a link down this many seconds (0: keep it; agg-server's
 	 * departed links never come back under the same name). */
 	unsigned forget_down_s;

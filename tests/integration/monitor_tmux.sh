@@ -2,9 +2,10 @@
 # The link monitor under tmux (120x40): agg-server and agg-client each in
 # a tmux session of their own, their monitor on by default (a terminal).
 # The client's three links (127.0.0.1, 127.0.0.2 through a TCP forwarder,
-# [::1]) appear with their remote addresses and "up"; killing the forwarder
-# turns its link "down" (and the server's view loses it); "a" hides and
-# shows it; a resize redraws; "q" quits both with exit status 0.
+# [::1]) appear with their remote addresses and "up", a fourth to a closed
+# port "down" with the dial's error; killing the forwarder turns its link
+# "down" (and the server's view loses it); "a" hides and shows the links
+# not connected; a resize redraws; "q" quits both with exit status 0.
 # Usage: monitor_tmux.sh BUILDDIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -63,6 +64,7 @@ exit_status() {
 echo "monitor test secret" > "$tmp/secret"
 port=$(free_port)
 fwd_port=$(free_port)
+closed_port=$(free_port)
 
 # A TCP forwarder 127.0.0.2:fwd_port -> 127.0.0.1:port, to cut one link.
 python3 - "$fwd_port" "$port" >"$tmp/fwd.log" 2>&1 <<'PY' &
@@ -101,15 +103,18 @@ screen_has "$tag-srv" '^agg-server +0 sessions +q: quit' ||
 ok "agg-server's monitor shows up with no session"
 
 tmux new-session -d -s "$tag-cli" -x 120 -y 40 \
-	"'$client_bin' -D 127.0.0.1:$(free_port) -k '$tmp/secret' 'tcp://127.0.0.1:$port' 'tcp://127.0.0.2:$fwd_port' 'tcp://[::1]:$port'; echo \$? > '$tmp/cli.exit'; sleep 60"
+	"'$client_bin' -D 127.0.0.1:$(free_port) -k '$tmp/secret' 'tcp://127.0.0.1:$port' 'tcp://127.0.0.2:$fwd_port' 'tcp://[::1]:$port' 'tcp://127.0.0.1:$closed_port'; echo \$? > '$tmp/cli.exit'; sleep 60"
 for remote in "127\\.0\\.0\\.1:$port" "127\\.0\\.0\\.2:$fwd_port" \
 	"\\[::1\\]:$port"; do
 	screen_has "$tag-cli" "^  tcp +lo -> $remote +up " ||
 		fail "no up line for $remote"
 done
-screen_has "$tag-cli" '^session [0-9a-f]{8} +links 3/3 up' ||
+screen_has "$tag-cli" '^session [0-9a-f]{8} +links 3/4 up' ||
 	fail "no session line"
 ok "agg-client's monitor lists the 3 links up with their remote addresses"
+screen_has "$tag-cli" "^  tcp +lo -> 127\\.0\\.0\\.1:$closed_port +down .* connection refu" ||
+	fail "no down line for the closed port"
+ok "the link to a closed port is down: connection refused"
 screen_has "$tag-srv" '^session [0-9a-f]{8} +links 3/3 up' ||
 	fail "server: no session with 3 links"
 [ "$(tmux capture-pane -p -t "$tag-srv" | grep -Ec '^  tcp +from .* up ')" = 3 ] ||
@@ -119,7 +124,7 @@ ok "agg-server's monitor lists the session and its 3 links"
 kill "$fwd_pid"
 screen_has "$tag-cli" "^  tcp +lo -> 127\\.0\\.0\\.2:$fwd_port +down " ||
 	fail "the cut link is not shown down"
-screen_has "$tag-cli" '^session [0-9a-f]{8} +links 2/2 up' ||
+screen_has "$tag-cli" '^session [0-9a-f]{8} +links 2/4 up' ||
 	fail "session line does not show 2 links"
 screen_has "$tag-cli" "lo->127\\.0\\.0\\.2:$fwd_port: down" ||
 	fail "no down event"
@@ -129,8 +134,8 @@ screen_has "$tag-srv" '^session [0-9a-f]{8} +links 2/2 up' ||
 ok "agg-server's monitor sees the session lose the link"
 
 tmux send-keys -t "$tag-cli" a
-screen_has "$tag-cli" '1 link not connected hidden: press a' ||
-	fail "a does not hide the down link"
+screen_has "$tag-cli" '2 links not connected hidden: press a' ||
+	fail "a does not hide the down links"
 tmux capture-pane -p -t "$tag-cli" | grep -q "127\\.0\\.0\\.2:$fwd_port +down" &&
 	fail "the down link is still shown after a"
 tmux send-keys -t "$tag-cli" a

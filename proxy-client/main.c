@@ -19,6 +19,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/conf.h"
 #include "agg/dump.h"
 #include "agg/key.h"
 #include "agg/log.h"
@@ -75,6 +76,7 @@ struct client {
 	int speed_test, speed_json;
 	unsigned speed_seconds;
 	struct speedtest *speedtest;
+	int show_config, default_front;
 	int monitor_mode;          /* 1 --monitor, 2 by default, 0 none;
 	                              -1 until the command line is read */
 	struct monitor *monitor;
@@ -99,7 +101,8 @@ static const char usage_text[] =
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
 "                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
 "                  [--speed-test [--time S] [--json]]\n"
-"                  [--monitor|--no-monitor] [-v|-q]\n"
+"                  [--monitor|--no-monitor] [--config FILE]\n"
+"                  [--show-config] [-v|-q]\n"
 "                  [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
@@ -134,6 +137,11 @@ static const char usage_text[] =
 "                     is a terminal, without -W and --speed-test); keys:\n"
 "                     q quit, a show/hide links not connected\n"
 "  --no-monitor       no full-screen view: log lines on stderr\n"
+"  --config FILE      read options from FILE: key = value lines, keys the\n"
+"                     long option names (socks, forward, stdio, secret,\n"
+"                     interface, ipv4, ipv6, verbose, quiet, ...), server\n"
+"                     for SERVER_URL; command-line options override it\n"
+"  --show-config      print the configuration in effect in that format\n"
 "  --dump FILE        write the session's and links' statistics to FILE\n"
 "                     every 100 ms, one JSON object per line (agg-plot\n"
 "                     draws them)\n"
@@ -142,8 +150,9 @@ static const char usage_text[] =
 "  --help             print this help\n"
 "  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
 "\n"
-"Not available in this version: --ca, --cert, --key, --http-proxy,\n"
-"--config, --show-config.\n";
+"Long names: --socks (-D), --forward (-L), --stdio (-W), --secret (-k),\n"
+"--interface (-i), --ipv4 (-4), --ipv6 (-6), --verbose (-v), --quiet (-q).\n"
+"Not available in this version: --ca, --cert, --key, --http-proxy.\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
@@ -155,10 +164,21 @@ enum {
 	OPT_JSON,
 	OPT_MONITOR,
 	OPT_NO_MONITOR,
+	OPT_CONFIG,
+	OPT_SHOW_CONFIG,
 	OPT_UNAVAILABLE,
 };
 
 static const struct option client_options[] = {
+	{ "socks", required_argument, NULL, 'D' },
+	{ "forward", required_argument, NULL, 'L' },
+	{ "stdio", required_argument, NULL, 'W' },
+	{ "secret", required_argument, NULL, 'k' },
+	{ "interface", required_argument, NULL, 'i' },
+	{ "ipv4", no_argument, NULL, '4' },
+	{ "ipv6", no_argument, NULL, '6' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
 	{ "socks-auth", required_argument, NULL, OPT_SOCKS_AUTH },
 	{ "link-filter", required_argument, NULL, OPT_LINK_FILTER },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -173,10 +193,30 @@ static const struct option client_options[] = {
 	{ "time", required_argument, NULL, OPT_TIME },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "dump", required_argument, NULL, OPT_DUMP },
-	{ "config", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "show-config", no_argument, NULL, OPT_UNAVAILABLE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "show-config", no_argument, NULL, OPT_SHOW_CONFIG },
 	{ NULL, 0, NULL, 0 },
 };
+
+#define CLIENT_SHORT_OPTIONS ":D:L:W:k:i:46vqh"
+
+static const char *const client_not_in_file[] = {
+	"config", "show-config", "help", "version", NULL,
+};
+
+/* --config files: keys are the long options; SERVER_URLs are "server". */
+static const struct agg_conf_syntax client_syntax = {
+	.options = client_options,
+	.shortopts = CLIENT_SHORT_OPTIONS,
+	.positional = "server",
+	.not_in_file = client_not_in_file,
+	.config = "config",
+};
+
+/* The configuration file, and the argument being parsed (usage errors
+ * about an argument from the file name its line). */
+static struct agg_conf *client_conf;
+static const char *client_arg;
 
 static void client_close_session(struct client *c);
 static int client_session_start(struct client *c, char *err, size_t errlen);
@@ -208,7 +248,8 @@ static int client_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, PROGRAM ": ");
+	fprintf(stderr, PROGRAM ": %s", agg_conf_origin(client_conf,
+	    client_arg));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -544,8 +585,9 @@ static int client_parse(struct client *c, int argc, char **argv)
 		return 1;
 	}
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":D:L:W:k:i:46vqh",
+	while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTIONS,
 	    client_options, &idx)) != -1) {
+		client_arg = argv[optind - 1];
 		switch (ch) {
 		case 'D':
 			if (front_spec_socks(optarg, &c->specs[c->nspecs], err,
@@ -639,6 +681,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 		case OPT_NO_MONITOR:
 			c->monitor_mode = 0;
 			break;
+		case OPT_CONFIG:
+			/* Read before this loop (agg_conf_prepare). */
+			break;
+		case OPT_SHOW_CONFIG:
+			c->show_config = 1;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -657,11 +705,13 @@ static int client_parse(struct client *c, int argc, char **argv)
 		}
 	}
 	for (; optind < argc; optind++) {
+		client_arg = argv[optind];
 		if (agg_url_parse(argv[optind], &c->servers[c->nservers], err,
 		    sizeof(err)) != 0)
 			return client_usage_error("%s", err);
 		c->nservers++;
 	}
+	client_arg = NULL;
 	if (c->nservers == 0)
 		return client_usage_error("missing SERVER_URL, e.g. "
 		    "tcp://server:5800 (see --help)");
@@ -683,6 +733,7 @@ static int client_parse(struct client *c, int argc, char **argv)
 		c->monitor_mode = !c->have_pipe && !c->speed_test &&
 		    monitor_default() ? 2 : 0;
 	if (!c->have_pipe && !have_front && !c->speed_test) {
+		c->default_front = 1;
 		front_spec_socks("127.0.0.1:1080", &c->specs[0], err,
 		    sizeof(err));
 		c->nspecs = 1;
@@ -942,11 +993,23 @@ static void client_free(struct client *c)
 	free(c->ifaces);
 }
 
+/* Prints the configuration in effect (--show-config). */
+static void client_show_config(const struct client *c, int argc, char **argv)
+{
+	printf("# agg-client configuration: agg-client --config FILE reads "
+	    "it back\n");
+	agg_conf_print(stdout, &client_syntax, argc, argv);
+	if (c->default_front)
+		agg_conf_print_line(stdout, "socks", "127.0.0.1:1080");
+}
+
 /* Runs agg-client. */
 int main(int argc, char **argv)
 {
 	struct client c;
-	int r;
+	char err[700];
+	char **args;
+	int nargs, r;
 
 	memset(&c, 0, sizeof(c));
 	c.monitor_mode = -1;
@@ -954,7 +1017,17 @@ int main(int argc, char **argv)
 	agg_config_init(&c.cfg);
 	agg_linkset_config_init(&c.lscfg);
 	signal(SIGPIPE, SIG_IGN);
-	if ((r = client_parse(&c, argc, argv)) < 0) {
+	if ((r = agg_conf_prepare(&client_syntax, argc, argv, &client_conf,
+	    &nargs, &args, err, sizeof(err))) != 0) {
+		fprintf(stderr, PROGRAM ": %s\n", err);
+		client_free(&c);
+		return r;
+	}
+	if ((r = client_parse(&c, nargs, args)) < 0 && c.show_config) {
+		client_show_config(&c, nargs, args);
+		r = 0;
+	}
+	if (r < 0) {
 		agg_log_set_level(c.verbosity < AGG_LOG_ERROR ? AGG_LOG_ERROR :
 		    c.verbosity > AGG_LOG_DEBUG ? AGG_LOG_DEBUG :
 		    (enum agg_log_level)c.verbosity);
@@ -967,5 +1040,6 @@ int main(int argc, char **argv)
 		}
 	}
 	client_free(&c);
+	agg_conf_free(client_conf);
 	return r;
 }

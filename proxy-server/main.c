@@ -18,6 +18,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/conf.h"
 #include "agg/dump.h"
 #include "agg/hub.h"
 #include "agg/key.h"
@@ -56,6 +57,8 @@ enum {
 	OPT_DUMP,
 	OPT_MONITOR,
 	OPT_NO_MONITOR,
+	OPT_CONFIG,
+	OPT_SHOW_CONFIG,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -74,16 +77,36 @@ static const struct option server_long_options[] = {
 	{ "client-ca", required_argument, NULL, OPT_LATER },
 	{ "monitor", no_argument, NULL, OPT_MONITOR },
 	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
-	{ "config", required_argument, NULL, OPT_LATER },
-	{ "show-config", no_argument, NULL, OPT_LATER },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "show-config", no_argument, NULL, OPT_SHOW_CONFIG },
 	{ "dump", required_argument, NULL, OPT_DUMP },
 	{ NULL, 0, NULL, 0 },
 };
 
+#define SERVER_SHORT_OPTIONS ":l:k:vqh"
+
+static const char *const server_not_in_file[] = {
+	"config", "show-config", "help", "version", NULL,
+};
+
+/* --config files: keys are the long options. */
+static const struct agg_conf_syntax server_syntax = {
+	.options = server_long_options,
+	.shortopts = SERVER_SHORT_OPTIONS,
+	.not_in_file = server_not_in_file,
+	.config = "config",
+};
+
+/* The configuration file, and the argument being parsed (usage errors
+ * about an argument from the file name its line). */
+static struct agg_conf *server_conf;
+static const char *server_arg;
+
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
 "                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
-"                  [--monitor|--no-monitor] [-v|-q]\n"
+"                  [--monitor|--no-monitor] [--config FILE]\n"
+"                  [--show-config] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -103,6 +126,10 @@ static const char server_usage[] =
 "                         (default when stdout is a terminal); keys: q\n"
 "                         quit, a show/hide links not connected\n"
 "      --no-monitor       no full-screen view: log lines on stderr\n"
+"      --config FILE      read options from FILE: key = value lines whose\n"
+"                         keys are the long option names (listen, secret,\n"
+"                         allow, ...); command-line options override it\n"
+"      --show-config      print the configuration in effect in that format\n"
 "      --dump FILE        write every session's and link's statistics to\n"
 "                         FILE every 100 ms, one JSON object per session\n"
 "                         and line (agg-plot draws them)\n"
@@ -125,8 +152,7 @@ static const char server_usage[] =
 "the address (for a name, every address it resolves to: a denied one is\n"
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
-"--cert, --key, --client-ca, --config and --show-config are not\n"
-"available in this version.\n"
+"--cert, --key and --client-ca are not available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -140,6 +166,7 @@ struct server_args {
 	struct policy *policy;
 	const char *dump_path;
 	int monitor;          /* 1 --monitor, 0 --no-monitor, -1 default */
+	bool show_config, default_listen;
 };
 
 struct server {
@@ -168,7 +195,8 @@ server_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("agg-server: ", stderr);
+	fprintf(stderr, "agg-server: %s", agg_conf_origin(server_conf,
+	    server_arg));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -249,8 +277,9 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	int c, index;
 
 	opterr = 0;
-	while ((index = -1, c = getopt_long(argc, argv, ":l:k:vqh",
+	while ((index = -1, c = getopt_long(argc, argv, SERVER_SHORT_OPTIONS,
 	    server_long_options, &index)) != -1) {
+		server_arg = argv[optind - 1];
 		if (index >= 0)
 			server_check_spelling(index, argv);
 		switch (c) {
@@ -290,6 +319,12 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case OPT_NO_MONITOR:
 			a->monitor = 0;
 			break;
+		case OPT_CONFIG:
+			/* Read before this loop (agg_conf_prepare). */
+			break;
+		case OPT_SHOW_CONFIG:
+			a->show_config = true;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -297,9 +332,11 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			server_bad_option(c, argv);
 		}
 	}
+	server_arg = optind < argc ? argv[optind] : NULL;
 	if (optind < argc)
 		server_usage_error("unexpected argument '%s' (see --help)",
 		    argv[optind]);
+	server_arg = NULL;
 	if (a->verbose > 0 && a->quiet)
 		server_usage_error("-v and -q cannot be combined");
 	if (a->secret_file != NULL && a->insecure)
@@ -308,10 +345,23 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	if (a->secret_file == NULL && !a->insecure)
 		server_usage_error("no secret: give -k SECRET_FILE, or "
 		    "--insecure-no-auth");
-	if (a->nurls == 0)
+	if (a->nurls == 0) {
 		server_args_add_url(a, SERVER_DEFAULT_URL);
+		a->default_listen = true;
+	}
 	if (a->monitor == -1)
 		a->monitor = monitor_default() ? 2 : 0;
+}
+
+/* Prints the configuration in effect (--show-config). */
+static void server_show_config(const struct server_args *a, int argc,
+    char *argv[])
+{
+	printf("# agg-server configuration: agg-server --config FILE reads "
+	    "it back\n");
+	agg_conf_print(stdout, &server_syntax, argc, argv);
+	if (a->default_listen)
+		agg_conf_print_line(stdout, "listen", SERVER_DEFAULT_URL);
 }
 
 /* Prints a one-line runtime failure and exits with status 1. */
@@ -683,13 +733,26 @@ int main(int argc, char *argv[])
 	static struct server srv;
 	static uint8_t key[AGG_SECRET_MAX];
 	size_t key_len = 0;
-	char err[600];
+	char err[700];
+	char **cargv;
+	int cargc, r;
 
 	agg_log_set_program("agg-server");
 	args.monitor = -1;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
-	server_parse_args(argc, argv, &args);
+	if ((r = agg_conf_prepare(&server_syntax, argc, argv, &server_conf,
+	    &cargc, &cargv, err, sizeof(err))) != 0) {
+		fprintf(stderr, "agg-server: %s\n", err);
+		return r;
+	}
+	server_parse_args(cargc, cargv, &args);
+	if (args.show_config) {
+		server_show_config(&args, cargc, cargv);
+		agg_conf_free(server_conf);
+		policy_free(args.policy);
+		return 0;
+	}
 	if (args.quiet)
 		agg_log_set_level(AGG_LOG_ERROR);
 	else if (args.verbose == 1)
@@ -706,5 +769,6 @@ int main(int argc, char *argv[])
 	event_base_dispatch(srv.base);
 	server_teardown(&srv);
 	policy_free(args.policy);
+	agg_conf_free(server_conf);
 	return 0;
 }

@@ -537,9 +537,10 @@ struct monitor *monitor_new(struct event_base *base, const char *program,
 		monitor_free(m);
 		return NULL;
 	}
-	/* stdin may be a file or /dev/null, which epoll refuses: keys are
-	 * then read by the timer only. */
-	event_add(m->input, NULL);
+	/* Keys wake the loop only from a terminal: a file or a pipe at its
+	 * end would be readable for ever. The timer reads keys anyway. */
+	if (isatty(STDIN_FILENO))
+		event_add(m->input, NULL);
 	agg_log_set_handler(monitor_log_cb, m);
 	monitor_collect(m);
 	monitor_draw(m);

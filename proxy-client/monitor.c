@@ -392,8 +392,7 @@ static void monitor_draw(struct monitor *m)
 	    m->nsessions == 1 ? "" : "s", m->show_all ? "hide" : "show",
 	    COLS > 80 ? COLS - 80 : 1, now);
 	if (m->nsessions == 0)
-		monitor_line(y++, 0, "no session%s", status[0] != '\0' ?
-		    "" : " yet");
+		monitor_line(y++, 0, "no session");
 	for (i = 0; i < m->nsessions && y < LINES - 2; i++) {
 		const struct agg_session_stats *st = &m->sessions[i].st;
 
@@ -428,7 +427,7 @@ static void monitor_draw(struct monitor *m)
 		    "press a)", hidden, hidden == 1 ? "" : "s");
 	if (status[0] != '\0')
 		monitor_line(y++, 0, "%s", status);
-	y++;
+	monitor_line(y++, 0, "%s", "");
 	room = LINES - y - 1;
 	shown_events = room <= 0 ? 0 : (size_t)room < m->nevents ?
 	    (size_t)room : m->nevents;

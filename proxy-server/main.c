@@ -468,7 +468,9 @@ static void server_session_closed_cb(struct agg_session *s,
 {
 	struct server *srv = arg;
 
-	(void)reason;
+	if (srv->monitor != NULL)
+		monitor_event(srv->monitor, "%.8s: session closed: %s",
+		    agg_session_id_hex(s), reason);
 	if (srv->ndead == SERVER_MAX_SESSIONS) {
 		agg_log_error("session %s: cannot queue for removal",
 		    agg_session_id_hex(s));
@@ -492,6 +494,9 @@ static void server_session_new_cb(struct agg_hub *hub, struct agg_session *s,
 
 	(void)hub;
 	agg_session_set_callbacks(s, &server_session_cbs, srv);
+	if (srv->monitor != NULL)
+		monitor_event(srv->monitor, "%.8s: new session",
+		    agg_session_id_hex(s));
 	if (srv->stopping)
 		event_active(srv->reap, 0, 0);
 }

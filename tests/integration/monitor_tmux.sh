@@ -100,6 +100,7 @@ tmux new-session -d -s "$tag-srv" -x 120 -y 40 \
 	"'$server_bin' -l 'tcp://[::]:$port' -k '$tmp/secret'; echo \$? > '$tmp/srv.exit'; sleep 60"
 screen_has "$tag-srv" '^agg-server +0 sessions +q: quit' ||
 	fail "no server monitor"
+screen_has "$tag-srv" '^no session$' || fail "no 'no session' line"
 ok "agg-server's monitor shows up with no session"
 
 tmux new-session -d -s "$tag-cli" -x 120 -y 40 \
@@ -119,7 +120,9 @@ screen_has "$tag-srv" '^session [0-9a-f]{8} +links 3/3 up' ||
 	fail "server: no session with 3 links"
 [ "$(tmux capture-pane -p -t "$tag-srv" | grep -Ec '^  tcp +from .* up ')" = 3 ] ||
 	fail "server: not 3 link lines"
-ok "agg-server's monitor lists the session and its 3 links"
+screen_has "$tag-srv" '^[0-9:]{8} [0-9a-f]{8}: new session$' ||
+	fail "server: no new-session event"
+ok "agg-server's monitor lists the session and its 3 links, and its event"
 
 kill "$fwd_pid"
 screen_has "$tag-cli" "^  tcp +lo -> 127\\.0\\.0\\.2:$fwd_port +down " ||
@@ -164,6 +167,11 @@ tmux send-keys -t "$tag-cli" q
 ok "q quits agg-client with exit status 0"
 screen_has "$tag-srv" '^agg-server +0 sessions' ||
 	fail "server still shows the session"
+screen_has "$tag-srv" '^[0-9:]{8} [0-9a-f]{8}: session closed: .*client shutting down$' ||
+	fail "server: no session-closed event"
+tmux capture-pane -p -t "$tag-srv" | grep -q 'TRANS.*LINK' &&
+	fail "server: stale lines of the closed session"
+ok "agg-server's monitor drops the session the client closed, with its event"
 tmux send-keys -t "$tag-srv" q
 [ "$(exit_status "$tmp/srv.exit")" = 0 ] || fail "server after q: $(cat "$tmp/srv.exit" 2>/dev/null)"
 ok "q quits agg-server with exit status 0"

@@ -165,7 +165,8 @@ struct server_args {
 	bool quiet;
 	struct policy *policy;
 	const char *dump_path;
-	int monitor;          /* 1 --monitor, 0 --no-monitor, -1 default */
+	int monitor;          /* 1 --monitor, 2 by default (a terminal), 0
+	                         none; -1 until the command line is read */
 	bool show_config, default_listen;
 };
 

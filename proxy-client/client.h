@@ -10,6 +10,7 @@
 
 struct client;
 struct event_base;
+struct agg_session;
 struct agg_stream;
 struct agg_stream_callbacks;
 struct agg_target;
@@ -29,6 +30,10 @@ struct agg_stream *client_open_stream(struct client *c,
 const char *client_link_error(const struct client *c);
 /* Number of links up. */
 size_t client_links_up(const struct client *c);
+/* Number of links the link set dials or holds. */
+size_t client_links_wanted(const struct client *c);
+/* The current session (NULL between two). */
+struct agg_session *client_session(const struct client *c);
 /* Ends the program with an exit status; a non-zero status prints reason
  * as the one error line. The first call wins; the work happens from the
  * event loop, never inside the caller. */

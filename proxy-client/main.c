@@ -19,6 +19,8 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/conf.h"
+#include "agg/dump.h"
 #include "agg/key.h"
 #include "agg/log.h"
 #include "agg/session.h"
@@ -27,7 +29,9 @@
 #include "client.h"
 #include "front.h"
 #include "linkset.h"
+#include "monitor.h"
 #include "socks.h"
+#include "speedtest.h"
 #include "stdpipe.h"
 
 #ifndef AGG_VERSION
@@ -67,6 +71,15 @@ struct client {
 	struct agg_target pipe_target;
 	struct stdpipe *pipe;
 	int verbosity;
+	const char *dump_path;
+	struct agg_dump *dump;
+	int speed_test, speed_json;
+	unsigned speed_seconds;
+	struct speedtest *speedtest;
+	int show_config, default_front;
+	int monitor_mode;          /* 1 --monitor, 2 by default, 0 none;
+	                              -1 until the command line is read */
+	struct monitor *monitor;
 
 	struct agg_session *session;
 	struct agg_linkset *linkset;
@@ -86,7 +99,10 @@ struct client {
 static const char usage_text[] =
 "usage: agg-client [-D [ADDR:]PORT]... [-L [ADDR:]PORT:HOST:HOSTPORT]...\n"
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
-"                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [-v|-q]\n"
+"                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
+"                  [--speed-test [--time S] [--json]]\n"
+"                  [--monitor|--no-monitor] [--config FILE]\n"
+"                  [--show-config] [-v|-q]\n"
 "                  [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
@@ -112,23 +128,57 @@ static const char usage_text[] =
 "                     addresses of its family; interface-interface: one\n"
 "                     link per interface\n"
 "  -4, -6             use only IPv4 / IPv6 server addresses\n"
+"  --speed-test       measure the links together: upload, then download\n"
+"                     the server's built-in test stream (checked byte by\n"
+"                     byte), a line per second with each link's share\n"
+"  --time S           seconds of each direction (default 10)\n"
+"  --json             print only one JSON object with the result\n"
+"  --monitor          full-screen view of the links (default when stdout\n"
+"                     is a terminal, without -W and --speed-test); keys:\n"
+"                     q quit, a show/hide links not connected\n"
+"  --no-monitor       no full-screen view: log lines on stderr\n"
+"  --config FILE      read options from FILE: key = value lines, keys the\n"
+"                     long option names (socks, forward, stdio, secret,\n"
+"                     interface, ipv4, ipv6, verbose, quiet, ...), server\n"
+"                     for SERVER_URL; command-line options override it\n"
+"  --show-config      print the configuration in effect in that format\n"
+"  --dump FILE        write the session's and links' statistics to FILE\n"
+"                     every 100 ms, one JSON object per line (agg-plot\n"
+"                     draws them)\n"
 "  -v, -q             more / less logging on stderr (repeatable)\n"
 "  --version          print the version\n"
 "  --help             print this help\n"
 "  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
 "\n"
-"Not available in this version: --ca, --cert, --key, --http-proxy,\n"
-"--monitor, --no-monitor, --speed-test, --time, --json, --dump, --config,\n"
-"--show-config.\n";
+"Long names: --socks (-D), --forward (-L), --stdio (-W), --secret (-k),\n"
+"--interface (-i), --ipv4 (-4), --ipv6 (-6), --verbose (-v), --quiet (-q).\n"
+"Not available in this version: --ca, --cert, --key, --http-proxy.\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
 	OPT_LINK_FILTER,
 	OPT_VERSION,
+	OPT_DUMP,
+	OPT_SPEED_TEST,
+	OPT_TIME,
+	OPT_JSON,
+	OPT_MONITOR,
+	OPT_NO_MONITOR,
+	OPT_CONFIG,
+	OPT_SHOW_CONFIG,
 	OPT_UNAVAILABLE,
 };
 
 static const struct option client_options[] = {
+	{ "socks", required_argument, NULL, 'D' },
+	{ "forward", required_argument, NULL, 'L' },
+	{ "stdio", required_argument, NULL, 'W' },
+	{ "secret", required_argument, NULL, 'k' },
+	{ "interface", required_argument, NULL, 'i' },
+	{ "ipv4", no_argument, NULL, '4' },
+	{ "ipv6", no_argument, NULL, '6' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
 	{ "socks-auth", required_argument, NULL, OPT_SOCKS_AUTH },
 	{ "link-filter", required_argument, NULL, OPT_LINK_FILTER },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -137,16 +187,36 @@ static const struct option client_options[] = {
 	{ "cert", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "key", required_argument, NULL, OPT_UNAVAILABLE },
 	{ "http-proxy", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "monitor", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "no-monitor", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "speed-test", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "time", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "json", no_argument, NULL, OPT_UNAVAILABLE },
-	{ "dump", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "config", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "show-config", no_argument, NULL, OPT_UNAVAILABLE },
+	{ "monitor", no_argument, NULL, OPT_MONITOR },
+	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
+	{ "speed-test", no_argument, NULL, OPT_SPEED_TEST },
+	{ "time", required_argument, NULL, OPT_TIME },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "dump", required_argument, NULL, OPT_DUMP },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "show-config", no_argument, NULL, OPT_SHOW_CONFIG },
 	{ NULL, 0, NULL, 0 },
 };
+
+#define CLIENT_SHORT_OPTIONS ":D:L:W:k:i:46vqh"
+
+static const char *const client_not_in_file[] = {
+	"config", "show-config", "help", "version", NULL,
+};
+
+/* --config files: keys are the long options; SERVER_URLs are "server". */
+static const struct agg_conf_syntax client_syntax = {
+	.options = client_options,
+	.shortopts = CLIENT_SHORT_OPTIONS,
+	.positional = "server",
+	.not_in_file = client_not_in_file,
+	.config = "config",
+};
+
+/* The configuration file, and the argument being parsed (usage errors
+ * about an argument from the file name its line). */
+static struct agg_conf *client_conf;
+static const char *client_arg;
 
 static void client_close_session(struct client *c);
 static int client_session_start(struct client *c, char *err, size_t errlen);
@@ -178,7 +248,8 @@ static int client_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, PROGRAM ": ");
+	fprintf(stderr, PROGRAM ": %s", agg_conf_origin(client_conf,
+	    client_arg));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -227,6 +298,18 @@ const char *client_link_error(const struct client *c)
 size_t client_links_up(const struct client *c)
 {
 	return c->session != NULL ? agg_session_links_up(c->session) : 0;
+}
+
+/* Number of links the link set dials or holds. */
+size_t client_links_wanted(const struct client *c)
+{
+	return c->linkset != NULL ? agg_linkset_wanted(c->linkset) : 0;
+}
+
+/* The current session. */
+struct agg_session *client_session(const struct client *c)
+{
+	return c->session;
 }
 
 /* Asks for the end of the program; the first call wins. */
@@ -284,6 +367,8 @@ static void client_link_state_cb(struct agg_session *session,
 
 	if (session != c->session)
 		return;
+	if (c->monitor != NULL)
+		monitor_link_state(c->monitor, session, link, state, reason);
 	if (c->linkset != NULL)
 		agg_linkset_link_state(c->linkset, link, state, reason);
 	if (state == AGG_LINK_CLOSED && reason != NULL &&
@@ -438,6 +523,8 @@ static void client_finish_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	monitor_free(c->monitor);
+	c->monitor = NULL;
 	if (c->status != 0)
 		agg_log_error("%s", c->reason);
 	else if (c->reason[0] != '\0')
@@ -498,8 +585,9 @@ static int client_parse(struct client *c, int argc, char **argv)
 		return 1;
 	}
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":D:L:W:k:i:46vqh",
+	while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTIONS,
 	    client_options, &idx)) != -1) {
+		client_arg = argv[optind - 1];
 		switch (ch) {
 		case 'D':
 			if (front_spec_socks(optarg, &c->specs[c->nspecs], err,
@@ -566,6 +654,39 @@ static int client_parse(struct client *c, int argc, char **argv)
 				    "'%s': expected any, interface-ip or "
 				    "interface-interface", optarg);
 			break;
+		case OPT_DUMP:
+			c->dump_path = optarg;
+			break;
+		case OPT_SPEED_TEST:
+			c->speed_test = 1;
+			break;
+		case OPT_TIME: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' ||
+			    v < 1 || v > 3600)
+				return client_usage_error("bad --time '%s': "
+				    "expected whole seconds from 1 to 3600",
+				    optarg);
+			c->speed_seconds = (unsigned)v;
+			break;
+		}
+		case OPT_JSON:
+			c->speed_json = 1;
+			break;
+		case OPT_MONITOR:
+			c->monitor_mode = 1;
+			break;
+		case OPT_NO_MONITOR:
+			c->monitor_mode = 0;
+			break;
+		case OPT_CONFIG:
+			/* Read before this loop (agg_conf_prepare). */
+			break;
+		case OPT_SHOW_CONFIG:
+			c->show_config = 1;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -584,18 +705,35 @@ static int client_parse(struct client *c, int argc, char **argv)
 		}
 	}
 	for (; optind < argc; optind++) {
+		client_arg = argv[optind];
 		if (agg_url_parse(argv[optind], &c->servers[c->nservers], err,
 		    sizeof(err)) != 0)
 			return client_usage_error("%s", err);
 		c->nservers++;
 	}
+	client_arg = NULL;
 	if (c->nservers == 0)
 		return client_usage_error("missing SERVER_URL, e.g. "
 		    "tcp://server:5800 (see --help)");
 	if (c->have_pipe && have_front)
 		return client_usage_error("-W cannot be combined with -D or "
 		    "-L");
-	if (!c->have_pipe && !have_front) {
+	if (c->speed_test && (c->have_pipe || have_front))
+		return client_usage_error("--speed-test cannot be combined "
+		    "with -D, -L or -W");
+	if (!c->speed_test && (c->speed_seconds != 0 || c->speed_json))
+		return client_usage_error("%s needs --speed-test",
+		    c->speed_json ? "--json" : "--time");
+	if (c->speed_seconds == 0)
+		c->speed_seconds = 10;
+	if (c->monitor_mode == 1 && (c->have_pipe || c->speed_test))
+		return client_usage_error("--monitor cannot be combined with "
+		    "-W or --speed-test");
+	if (c->monitor_mode == -1)
+		c->monitor_mode = !c->have_pipe && !c->speed_test &&
+		    monitor_default() ? 2 : 0;
+	if (!c->have_pipe && !have_front && !c->speed_test) {
+		c->default_front = 1;
 		front_spec_socks("127.0.0.1:1080", &c->specs[0], err,
 		    sizeof(err));
 		c->nspecs = 1;
@@ -669,6 +807,95 @@ static int client_setup_loop(struct client *c)
 	return -1;
 }
 
+/* The dump's interval: one record for the current session. */
+static void client_dump_collect_cb(struct agg_dump *dump, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->session != NULL)
+		agg_dump_session(dump, c->session);
+}
+
+/* The monitor's sessions: the current one. */
+static void client_monitor_foreach_cb(void (*fn)(struct agg_session *s,
+    void *fnarg), void *fnarg, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->session != NULL)
+		fn(c->session, fnarg);
+}
+
+/* q in the monitor: shut down as on SIGTERM. */
+static void client_monitor_quit_cb(void *arg)
+{
+	struct client *c = arg;
+
+	c->signalled = 1;
+	client_exit(c, 0, "quit from the monitor");
+}
+
+/* The link set's slots for the monitor. */
+static size_t client_monitor_slots_cb(struct monitor_slot *out, size_t cap,
+    void *arg)
+{
+	struct client *c = arg;
+	struct agg_linkset_slot_info info[64];
+	size_t i, n;
+
+	if (c->linkset == NULL)
+		return 0;
+	n = agg_linkset_slots(c->linkset, info, 64);
+	for (i = 0; i < n && i < 64 && i < cap; i++) {
+		snprintf(out[i].name, sizeof(out[i].name), "%.63s",
+		    info[i].name);
+		out[i].dialling = info[i].dialling;
+		snprintf(out[i].why, sizeof(out[i].why), "%s", info[i].why);
+		out[i].why_us = info[i].why_us;
+	}
+	return n;
+}
+
+/* The scheme of a link (IFACE[@SRC]->REMOTE): its link set slot's, else
+ * the one all server URLs share. */
+static const char *client_monitor_transport_cb(const char *name, void *arg)
+{
+	struct client *c = arg;
+	struct agg_linkset_slot_info info[64];
+	char cut[64];
+	size_t i, n;
+
+	n = c->linkset != NULL ? agg_linkset_slots(c->linkset, info, 64) : 0;
+	for (i = 0; i < n && i < 64; i++) {
+		snprintf(cut, sizeof(cut), "%.63s", info[i].name);
+		if (strcmp(cut, name) == 0)
+			return agg_url_scheme_name(info[i].scheme);
+	}
+	for (i = 1; i < c->nservers; i++)
+		if (c->servers[i].scheme != c->servers[0].scheme)
+			return "?";
+	return agg_url_scheme_name(c->servers[0].scheme);
+}
+
+/* The monitor's status line: the last dial error while links are down. */
+static const char *client_monitor_status_cb(void *arg)
+{
+	struct client *c = arg;
+
+	if (c->linkset == NULL || client_links_up(c) >=
+	    agg_linkset_wanted(c->linkset))
+		return "";
+	return agg_linkset_last_error(c->linkset);
+}
+
+static const struct monitor_callbacks client_monitor_cbs = {
+	.foreach = client_monitor_foreach_cb,
+	.quit = client_monitor_quit_cb,
+	.transport = client_monitor_transport_cb,
+	.status = client_monitor_status_cb,
+	.slots = client_monitor_slots_cb,
+};
+
 /* Starts the session, the fronts or the pipe; -1 to go on, else the exit
  * status. */
 static int client_start(struct client *c)
@@ -684,6 +911,12 @@ static int client_start(struct client *c)
 		/* A server URL this version cannot dial. */
 		return client_usage_error("%s", err);
 	}
+	if (c->dump_path != NULL && (c->dump = agg_dump_open(c->base,
+	    c->dump_path, PROGRAM, client_dump_collect_cb, c, err,
+	    sizeof(err))) == NULL) {
+		agg_log_error("%s", err);
+		return 1;
+	}
 	if ((c->fronts = calloc(c->nspecs + 1, sizeof(*c->fronts))) == NULL) {
 		agg_log_error("out of memory");
 		return 1;
@@ -696,6 +929,19 @@ static int client_start(struct client *c)
 			return 1;
 		}
 		c->nfronts++;
+	}
+	if (c->monitor_mode != 0 && (c->monitor = monitor_new(c->base,
+	    PROGRAM, &client_monitor_cbs, c, err, sizeof(err))) == NULL) {
+		if (c->monitor_mode == 1) {
+			agg_log_error("%s", err);
+			return 1;
+		}
+		agg_log_warn("%s; going on without it", err);
+	}
+	if (c->speed_test && (c->speedtest = speedtest_new(c,
+	    c->speed_seconds, c->speed_json)) == NULL) {
+		agg_log_error("out of memory");
+		return 1;
 	}
 	if (c->have_pipe && (c->pipe = stdpipe_new(c, &c->pipe_target, err,
 	    sizeof(err))) == NULL) {
@@ -712,7 +958,10 @@ static void client_free(struct client *c)
 
 	for (i = 0; i < c->nfronts; i++)
 		front_free(c->fronts[i]);
+	monitor_free(c->monitor);
 	stdpipe_free(c->pipe);
+	speedtest_free(c->speedtest);
+	agg_dump_close(c->dump);
 	if (c->linkset != NULL)
 		agg_linkset_free(c->linkset);
 	agg_session_free(c->session);
@@ -744,19 +993,42 @@ static void client_free(struct client *c)
 	free(c->ifaces);
 }
 
+/* Prints the configuration in effect (--show-config). */
+static void client_show_config(const struct client *c, int argc, char **argv)
+{
+	printf("# agg-client configuration: agg-client --config FILE reads "
+	    "it back\n");
+	agg_conf_print(stdout, &client_syntax, argc, argv);
+	if (c->default_front)
+		agg_conf_print_line(stdout, "socks", "127.0.0.1:1080");
+}
+
 /* Runs agg-client. */
 int main(int argc, char **argv)
 {
 	struct client c;
-	int r;
+	char err[700];
+	char **args;
+	int nargs, r;
 
 	memset(&c, 0, sizeof(c));
+	c.monitor_mode = -1;
 	agg_log_set_program(PROGRAM);
 	agg_tune_allocator();
 	agg_config_init(&c.cfg);
 	agg_linkset_config_init(&c.lscfg);
 	signal(SIGPIPE, SIG_IGN);
-	if ((r = client_parse(&c, argc, argv)) < 0) {
+	if ((r = agg_conf_prepare(&client_syntax, argc, argv, &client_conf,
+	    &nargs, &args, err, sizeof(err))) != 0) {
+		fprintf(stderr, PROGRAM ": %s\n", err);
+		client_free(&c);
+		return r;
+	}
+	if ((r = client_parse(&c, nargs, args)) < 0 && c.show_config) {
+		client_show_config(&c, nargs, args);
+		r = 0;
+	}
+	if (r < 0) {
 		agg_log_set_level(c.verbosity < AGG_LOG_ERROR ? AGG_LOG_ERROR :
 		    c.verbosity > AGG_LOG_DEBUG ? AGG_LOG_DEBUG :
 		    (enum agg_log_level)c.verbosity);
@@ -769,5 +1041,6 @@ int main(int argc, char **argv)
 		}
 	}
 	client_free(&c);
+	agg_conf_free(client_conf);
 	return r;
 }

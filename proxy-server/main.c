@@ -18,13 +18,18 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "agg/conf.h"
+#include "agg/dump.h"
 #include "agg/hub.h"
 #include "agg/key.h"
 #include "agg/log.h"
 #include "agg/session.h"
+#include "agg/speedtest.h"
 #include "agg/url.h"
 #include "dialer.h"
+#include "monitor.h"
 #include "policy.h"
+#include "speedsink.h"
 #include "tcp.h"
 
 #ifndef AGG_VERSION
@@ -49,6 +54,11 @@ enum {
 	OPT_ALLOW,
 	OPT_DENY,
 	OPT_VERSION,
+	OPT_DUMP,
+	OPT_MONITOR,
+	OPT_NO_MONITOR,
+	OPT_CONFIG,
+	OPT_SHOW_CONFIG,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -65,17 +75,38 @@ static const struct option server_long_options[] = {
 	{ "cert", required_argument, NULL, OPT_LATER },
 	{ "key", required_argument, NULL, OPT_LATER },
 	{ "client-ca", required_argument, NULL, OPT_LATER },
-	{ "monitor", no_argument, NULL, OPT_LATER },
-	{ "no-monitor", no_argument, NULL, OPT_LATER },
-	{ "config", required_argument, NULL, OPT_LATER },
-	{ "show-config", no_argument, NULL, OPT_LATER },
-	{ "dump", required_argument, NULL, OPT_LATER },
+	{ "monitor", no_argument, NULL, OPT_MONITOR },
+	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "show-config", no_argument, NULL, OPT_SHOW_CONFIG },
+	{ "dump", required_argument, NULL, OPT_DUMP },
 	{ NULL, 0, NULL, 0 },
 };
 
+#define SERVER_SHORT_OPTIONS ":l:k:vqh"
+
+static const char *const server_not_in_file[] = {
+	"config", "show-config", "help", "version", NULL,
+};
+
+/* --config files: keys are the long options. */
+static const struct agg_conf_syntax server_syntax = {
+	.options = server_long_options,
+	.shortopts = SERVER_SHORT_OPTIONS,
+	.not_in_file = server_not_in_file,
+	.config = "config",
+};
+
+/* The configuration file, and the argument being parsed (usage errors
+ * about an argument from the file name its line). */
+static struct agg_conf *server_conf;
+static const char *server_arg;
+
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
-"                  [--allow RULE]... [--deny RULE]... [-v|-q]\n"
+"                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
+"                  [--monitor|--no-monitor] [--config FILE]\n"
+"                  [--show-config] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -91,6 +122,17 @@ static const char server_usage[] =
 "                         are then denied unless an --allow rule matches\n"
 "      --allow RULE       connect to destinations matching RULE\n"
 "      --deny RULE        refuse destinations matching RULE\n"
+"      --monitor          full-screen view of the sessions and their links\n"
+"                         (default when stdout is a terminal); keys: q\n"
+"                         quit, a show/hide links not connected\n"
+"      --no-monitor       no full-screen view: log lines on stderr\n"
+"      --config FILE      read options from FILE: key = value lines whose\n"
+"                         keys are the long option names (listen, secret,\n"
+"                         allow, ...); command-line options override it\n"
+"      --show-config      print the configuration in effect in that format\n"
+"      --dump FILE        write every session's and link's statistics to\n"
+"                         FILE every 100 ms, one JSON object per session\n"
+"                         and line (agg-plot draws them)\n"
 "  -v, --verbose          log every stream and link; -vv: debug\n"
 "  -q, --quiet            log errors only\n"
 "      --version          print the version\n"
@@ -110,8 +152,7 @@ static const char server_usage[] =
 "the address (for a name, every address it resolves to: a denied one is\n"
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
-"--cert, --key, --client-ca, --monitor, --no-monitor, --config,\n"
-"--show-config and --dump are not available in this version.\n"
+"--cert, --key and --client-ca are not available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -123,6 +164,10 @@ struct server_args {
 	int verbose;
 	bool quiet;
 	struct policy *policy;
+	const char *dump_path;
+	int monitor;          /* 1 --monitor, 2 by default (a terminal), 0
+	                         none; -1 until the command line is read */
+	bool show_config, default_listen;
 };
 
 struct server {
@@ -138,6 +183,9 @@ struct server {
 	struct event *reap;
 	struct event *sigint, *sigterm;
 	struct event *stop_timer;
+	struct agg_dump *dump;
+	struct monitor *monitor;
+	struct server_args *args;
 	size_t max_streams;
 	bool stopping;
 };
@@ -148,7 +196,8 @@ server_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("agg-server: ", stderr);
+	fprintf(stderr, "agg-server: %s", agg_conf_origin(server_conf,
+	    server_arg));
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -229,8 +278,9 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	int c, index;
 
 	opterr = 0;
-	while ((index = -1, c = getopt_long(argc, argv, ":l:k:vqh",
+	while ((index = -1, c = getopt_long(argc, argv, SERVER_SHORT_OPTIONS,
 	    server_long_options, &index)) != -1) {
+		server_arg = argv[optind - 1];
 		if (index >= 0)
 			server_check_spelling(index, argv);
 		switch (c) {
@@ -261,6 +311,21 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case 'h':
 			fputs(server_usage, stdout);
 			exit(0);
+		case OPT_DUMP:
+			a->dump_path = optarg;
+			break;
+		case OPT_MONITOR:
+			a->monitor = 1;
+			break;
+		case OPT_NO_MONITOR:
+			a->monitor = 0;
+			break;
+		case OPT_CONFIG:
+			/* Read before this loop (agg_conf_prepare). */
+			break;
+		case OPT_SHOW_CONFIG:
+			a->show_config = true;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -268,9 +333,11 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			server_bad_option(c, argv);
 		}
 	}
+	server_arg = optind < argc ? argv[optind] : NULL;
 	if (optind < argc)
 		server_usage_error("unexpected argument '%s' (see --help)",
 		    argv[optind]);
+	server_arg = NULL;
 	if (a->verbose > 0 && a->quiet)
 		server_usage_error("-v and -q cannot be combined");
 	if (a->secret_file != NULL && a->insecure)
@@ -279,8 +346,23 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	if (a->secret_file == NULL && !a->insecure)
 		server_usage_error("no secret: give -k SECRET_FILE, or "
 		    "--insecure-no-auth");
-	if (a->nurls == 0)
+	if (a->nurls == 0) {
 		server_args_add_url(a, SERVER_DEFAULT_URL);
+		a->default_listen = true;
+	}
+	if (a->monitor == -1)
+		a->monitor = monitor_default() ? 2 : 0;
+}
+
+/* Prints the configuration in effect (--show-config). */
+static void server_show_config(const struct server_args *a, int argc,
+    char *argv[])
+{
+	printf("# agg-server configuration: agg-server --config FILE reads "
+	    "it back\n");
+	agg_conf_print(stdout, &server_syntax, argc, argv);
+	if (a->default_listen)
+		agg_conf_print_line(stdout, "listen", SERVER_DEFAULT_URL);
 }
 
 /* Prints a one-line runtime failure and exits with status 1. */
@@ -340,8 +422,10 @@ static void server_stream_opened_cb(struct agg_session *s,
     struct agg_stream *st, const struct agg_target *t, void *arg)
 {
 	struct server *srv = arg;
+	int speedtest = agg_speedtest_target_kind(t);
 	size_t connecting = dialer_connecting(srv->dialer);
-	size_t streams = connecting + dialer_spliced(srv->dialer);
+	size_t streams = connecting + dialer_spliced(srv->dialer) +
+	    speedsink_active();
 	char why[128];
 
 	why[0] = '\0';
@@ -363,7 +447,20 @@ static void server_stream_opened_cb(struct agg_session *s,
 		agg_stream_refuse(st, AGG_ERR_GENERAL, why);
 		return;
 	}
-	dialer_open(srv->dialer, st, t);
+	if (speedtest != 0)
+		speedsink_serve(st, speedtest);
+	else
+		dialer_open(srv->dialer, st, t);
+}
+
+/* A link changed state: the monitor shows it. */
+static void server_link_state_cb(struct agg_session *s, struct agg_link *link,
+    enum agg_link_state state, const char *reason, void *arg)
+{
+	struct server *srv = arg;
+
+	if (srv->monitor != NULL)
+		monitor_link_state(srv->monitor, s, link, state, reason);
 }
 
 /* A session ended: remove it on the next loop iteration. */
@@ -372,7 +469,9 @@ static void server_session_closed_cb(struct agg_session *s,
 {
 	struct server *srv = arg;
 
-	(void)reason;
+	if (srv->monitor != NULL)
+		monitor_event(srv->monitor, "%.8s: session closed: %s",
+		    agg_session_id_hex(s), reason);
 	if (srv->ndead == SERVER_MAX_SESSIONS) {
 		agg_log_error("session %s: cannot queue for removal",
 		    agg_session_id_hex(s));
@@ -384,6 +483,7 @@ static void server_session_closed_cb(struct agg_session *s,
 
 static const struct agg_session_callbacks server_session_cbs = {
 	.stream_opened = server_stream_opened_cb,
+	.link_state = server_link_state_cb,
 	.closed = server_session_closed_cb,
 };
 
@@ -395,6 +495,9 @@ static void server_session_new_cb(struct agg_hub *hub, struct agg_session *s,
 
 	(void)hub;
 	agg_session_set_callbacks(s, &server_session_cbs, srv);
+	if (srv->monitor != NULL)
+		monitor_event(srv->monitor, "%.8s: new session",
+		    agg_session_id_hex(s));
 	if (srv->stopping)
 		event_active(srv->reap, 0, 0);
 }
@@ -452,14 +555,29 @@ static void server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(srv->base, NULL);
 }
 
-/* Stops taking links and closes the sessions; a second signal exits at
- * once. */
-static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+/* Stops taking links and closes the sessions (SIGINT, SIGTERM, q in the
+ * monitor). */
+static void server_stop(struct server *srv, const char *why)
 {
-	struct server *srv = arg;
 	struct timeval tv = { SERVER_STOP_MS / 1000,
 	    SERVER_STOP_MS % 1000 * 1000 };
 	size_t i;
+
+	monitor_free(srv->monitor);
+	srv->monitor = NULL;
+	srv->stopping = true;
+	agg_log_info("%s: shutting down", why);
+	for (i = 0; i < srv->nlisteners; i++)
+		agg_tcp_listener_free(srv->listeners[i]);
+	srv->nlisteners = 0;
+	evtimer_add(srv->stop_timer, &tv);
+	event_active(srv->reap, 0, 0);
+}
+
+/* SIGINT / SIGTERM: shut down; a second signal exits at once. */
+static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
 
 	(void)what;
 	if (srv->stopping) {
@@ -467,14 +585,43 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopbreak(srv->base);
 		return;
 	}
-	srv->stopping = true;
-	agg_log_info("%s: shutting down", strsignal((int)sig));
-	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
-	srv->nlisteners = 0;
-	evtimer_add(srv->stop_timer, &tv);
-	event_active(srv->reap, 0, 0);
+	server_stop(srv, strsignal((int)sig));
 }
+
+/* The monitor's sessions: every session of the hub. */
+static void server_monitor_foreach_cb(void (*fn)(struct agg_session *s,
+    void *fnarg), void *fnarg, void *arg)
+{
+	struct server *srv = arg;
+
+	agg_hub_foreach(srv->hub, fn, fnarg);
+}
+
+/* q in the monitor: shut down as on SIGTERM. */
+static void server_monitor_quit_cb(void *arg)
+{
+	server_stop(arg, "quit from the monitor");
+}
+
+/* The transport of a link: the listeners' scheme when they share one. */
+static const char *server_monitor_transport_cb(const char *name, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	(void)name;
+	for (i = 1; i < srv->args->nurls; i++)
+		if (srv->args->urls[i].scheme != srv->args->urls[0].scheme)
+			return "?";
+	return agg_url_scheme_name(srv->args->urls[0].scheme);
+}
+
+static const struct monitor_callbacks server_monitor_cbs = {
+	.foreach = server_monitor_foreach_cb,
+	.quit = server_monitor_quit_cb,
+	.transport = server_monitor_transport_cb,
+	.forget_down_s = 30,
+};
 
 /* Raises the open-file limit as far as allowed and sizes the stream
  * limit to it: every stream holds a socket, and links need some too. */
@@ -492,6 +639,20 @@ static size_t server_stream_limit(void)
 	}
 	n = rl.rlim_cur / 4 * 3;
 	return n > SERVER_MAX_STREAMS ? SERVER_MAX_STREAMS : (size_t)n;
+}
+
+/* Writes one dump record for a session. */
+static void server_dump_session_cb(struct agg_session *s, void *arg)
+{
+	agg_dump_session(arg, s);
+}
+
+/* The dump's interval: one record per session. */
+static void server_dump_collect_cb(struct agg_dump *dump, void *arg)
+{
+	struct server *srv = arg;
+
+	agg_hub_foreach(srv->hub, server_dump_session_cb, dump);
 }
 
 /* Creates everything the server needs, or exits with status 1. */
@@ -532,6 +693,18 @@ static void server_setup(struct server *srv, struct server_args *a,
 			server_fatal("%s", err);
 		srv->nlisteners++;
 	}
+	if (a->dump_path != NULL && (srv->dump = agg_dump_open(srv->base,
+	    a->dump_path, "agg-server", server_dump_collect_cb, srv, err,
+	    sizeof(err))) == NULL)
+		server_fatal("%s", err);
+	srv->args = a;
+	if (a->monitor != 0 && (srv->monitor = monitor_new(srv->base,
+	    "agg-server", &server_monitor_cbs, srv, err, sizeof(err))) ==
+	    NULL) {
+		if (a->monitor == 1)
+			server_fatal("%s", err);
+		agg_log_warn("%s; going on without it", err);
+	}
 	if (a->insecure)
 		agg_log_warn("no secret (--insecure-no-auth): anyone who "
 		    "reaches this server may use it");
@@ -547,6 +720,8 @@ static void server_teardown(struct server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
+	monitor_free(srv->monitor);
+	agg_dump_close(srv->dump);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
 	event_free(srv->sigint);
@@ -564,13 +739,27 @@ int main(int argc, char *argv[])
 	static struct server srv;
 	static uint8_t key[AGG_SECRET_MAX];
 	size_t key_len = 0;
-	char err[600];
+	char err[700];
+	char **cargv;
+	int cargc, r;
 
 	agg_log_set_program("agg-server");
 	agg_tune_allocator();
+	args.monitor = -1;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
-	server_parse_args(argc, argv, &args);
+	if ((r = agg_conf_prepare(&server_syntax, argc, argv, &server_conf,
+	    &cargc, &cargv, err, sizeof(err))) != 0) {
+		fprintf(stderr, "agg-server: %s\n", err);
+		return r;
+	}
+	server_parse_args(cargc, cargv, &args);
+	if (args.show_config) {
+		server_show_config(&args, cargc, cargv);
+		agg_conf_free(server_conf);
+		policy_free(args.policy);
+		return 0;
+	}
 	if (args.quiet)
 		agg_log_set_level(AGG_LOG_ERROR);
 	else if (args.verbose == 1)
@@ -587,5 +776,6 @@ int main(int argc, char *argv[])
 	event_base_dispatch(srv.base);
 	server_teardown(&srv);
 	policy_free(args.policy);
+	agg_conf_free(server_conf);
 	return 0;
 }

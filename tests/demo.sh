@@ -17,9 +17,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ./build/proxy-server/agg-server -l tcp://127.0.0.1:5800 -l tcp://127.0.0.2:5800 \
 	-l tcp://[::1]:5800 \
-	-k "$dir/secret" -v &
+	-k "$dir/secret" -v --no-monitor &
 pids+=($!)
-./build/proxy-client/agg-client -D 127.0.0.1:1080 -k "$dir/secret" -v \
+./build/proxy-client/agg-client -D 127.0.0.1:1080 -k "$dir/secret" -v --no-monitor \
 	tcp://127.0.0.1:5800 tcp://127.0.0.2:5800 tcp://[::1]:5800 &
 pids+=($!)
 cat <<MSG

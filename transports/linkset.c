@@ -101,6 +101,8 @@ struct ls_slot {
 	struct agg_sockaddr bound;     /* the connection's local address */
 	int orphan;                    /* target gone: drop once closed */
 	int seen;                      /* in the current plan */
+	char why[128];                 /* its last failure, for monitors */
+	uint64_t why_us;
 };
 
 struct agg_linkset {
@@ -424,6 +426,8 @@ static void ls_slot_failed(struct ls_slot *s, const char *reason)
 	ls_target_label(&s->cur, target, sizeof(target));
 	ls_error(s->ls, "cannot reach %s via %s: %s", target, s->iface,
 	    reason);
+	snprintf(s->why, sizeof(s->why), "%s", reason);
+	s->why_us = ls_now_us();
 	if (s->ncand > 1)
 		s->next = (s->next + 1) % s->ncand;
 	ls_slot_backoff(s);
@@ -1061,6 +1065,8 @@ void agg_linkset_link_state(struct agg_linkset *ls, struct agg_link *link,
 	ls_target_label(&s->cur, target, sizeof(target));
 	ls_error(ls, "%s %s via %s: %s", s->up_since_us ? "lost" :
 	    "cannot reach", target, s->iface, reason ? reason : "closed");
+	snprintf(s->why, sizeof(s->why), "%s", reason ? reason : "closed");
+	s->why_us = now;
 	stable = s->up_since_us != 0 &&
 	    now - s->up_since_us >= (uint64_t)LS_STABLE_MS * 1000u;
 	if (s->up_since_us == 0 && s->ncand > 1)
@@ -1081,6 +1087,32 @@ void agg_linkset_link_state(struct agg_linkset *ls, struct agg_link *link,
 const char *agg_linkset_last_error(const struct agg_linkset *ls)
 {
 	return ls->last_error;
+}
+
+/* What each slot is doing, for a monitor. */
+size_t agg_linkset_slots(const struct agg_linkset *ls,
+    struct agg_linkset_slot_info *out, size_t cap)
+{
+	const struct ls_slot *s;
+	size_t n = 0;
+
+	TAILQ_FOREACH(s, &ls->slots, entry) {
+		if (s->orphan || s->cur.srv == NULL)
+			continue;
+		if (n < cap) {
+			struct agg_linkset_slot_info *o = &out[n];
+
+			memset(o, 0, sizeof(*o));
+			ls_link_name(s, o->name, sizeof(o->name));
+			o->scheme = s->cur.srv->scheme->scheme;
+			o->linked = s->link != NULL;
+			o->dialling = s->conn != NULL;
+			snprintf(o->why, sizeof(o->why), "%s", s->why);
+			o->why_us = s->why_us;
+		}
+		n++;
+	}
+	return n;
 }
 
 /* Number of links wanted (dialling, handshaking or up). */

@@ -11,8 +11,10 @@
 #define AGG_LINKSET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agg/session.h"
+#include "agg/url.h"
 
 struct event_base;
 struct evdns_base;
@@ -58,6 +60,19 @@ void agg_linkset_link_state(struct agg_linkset *ls, struct agg_link *link,
  * tcp://srv:5800: no usable interface" (or "no interface named eth9" with
  * -i), "cannot resolve tcp://srv:5800: <reason>". */
 const char *agg_linkset_last_error(const struct agg_linkset *ls);
+/* One slot (interface x server address) of a link set, for a monitor. */
+struct agg_linkset_slot_info {
+	char name[160];          /* the link's name: IFACE[@SOURCE]->REMOTE */
+	enum agg_url_scheme scheme;
+	int linked;              /* its link is in the session */
+	int dialling;            /* connecting now (else waiting to retry) */
+	char why[128];           /* its last failure, "" if none */
+	uint64_t why_us;         /* when (CLOCK_MONOTONIC, microseconds) */
+};
+
+/* Fills up to cap slots' infos; returns the number of slots. */
+size_t agg_linkset_slots(const struct agg_linkset *ls,
+    struct agg_linkset_slot_info *out, size_t cap);
 /* Number of links wanted (dialling, handshaking or up). */
 size_t agg_linkset_wanted(const struct agg_linkset *ls);
 /* Closes every link and stops dialling. Free the link set before its

@@ -8,6 +8,8 @@
 
 static const char *log_program = "agg";
 static enum agg_log_level log_level = AGG_LOG_WARN;
+static agg_log_handler_fn log_handler;
+static void *log_handler_arg;
 
 /* Sets the program name printed before every message. */
 void agg_log_set_program(const char *name)
@@ -19,6 +21,13 @@ void agg_log_set_program(const char *name)
 void agg_log_set_level(enum agg_log_level level)
 {
 	log_level = level;
+}
+
+/* Sends the lines to fn instead of stderr (NULL: stderr again). */
+void agg_log_set_handler(agg_log_handler_fn fn, void *arg)
+{
+	log_handler = fn;
+	log_handler_arg = arg;
 }
 
 /* Current level. */
@@ -38,5 +47,9 @@ void agg_log(enum agg_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (log_handler != NULL) {
+		log_handler(level, line, log_handler_arg);
+		return;
+	}
 	fprintf(stderr, "%s: %s\n", log_program, line);
 }

@@ -17,6 +17,11 @@ void agg_log_set_program(const char *name);
 void agg_log_set_level(enum agg_log_level level);
 /* Current level. */
 enum agg_log_level agg_log_get_level(void);
+/* Receives each printed line (without the program name) instead of
+ * stderr, e.g. for a full-screen view; NULL restores stderr. */
+typedef void (*agg_log_handler_fn)(enum agg_log_level level,
+    const char *line, void *arg);
+void agg_log_set_handler(agg_log_handler_fn fn, void *arg);
 /* Prints one line at level. */
 void agg_log(enum agg_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

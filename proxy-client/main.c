@@ -29,6 +29,7 @@
 #include "linkset.h"
 #include "socks.h"
 #include "stdpipe.h"
+#include "tcp.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -87,7 +88,7 @@ static const char usage_text[] =
 "usage: agg-client [-D [ADDR:]PORT]... [-L [ADDR:]PORT:HOST:HOSTPORT]...\n"
 "                  [-W HOST:PORT] [-k SECRET_FILE] [--socks-auth FILE]\n"
 "                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [-v|-q]\n"
-"                  [--version] [--help] SERVER_URL...\n"
+"                  [--tcp-congestion CC] [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
 "spread over several links, one per local interface and server address.\n"
@@ -112,6 +113,9 @@ static const char usage_text[] =
 "                     addresses of its family; interface-interface: one\n"
 "                     link per interface\n"
 "  -4, -6             use only IPv4 / IPv6 server addresses\n"
+"  --tcp-congestion CC\n"
+"                     TCP congestion control of the links (cubic, bbr,\n"
+"                     ...); default: the system's\n"
 "  -v, -q             more / less logging on stderr (repeatable)\n"
 "  --version          print the version\n"
 "  --help             print this help\n"
@@ -124,6 +128,7 @@ static const char usage_text[] =
 enum {
 	OPT_SOCKS_AUTH = 256,
 	OPT_LINK_FILTER,
+	OPT_TCP_CONGESTION,
 	OPT_VERSION,
 	OPT_UNAVAILABLE,
 };
@@ -131,6 +136,7 @@ enum {
 static const struct option client_options[] = {
 	{ "socks-auth", required_argument, NULL, OPT_SOCKS_AUTH },
 	{ "link-filter", required_argument, NULL, OPT_LINK_FILTER },
+	{ "tcp-congestion", required_argument, NULL, OPT_TCP_CONGESTION },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ "ca", required_argument, NULL, OPT_UNAVAILABLE },
@@ -565,6 +571,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 				return client_usage_error("bad --link-filter "
 				    "'%s': expected any, interface-ip or "
 				    "interface-interface", optarg);
+			break;
+		case OPT_TCP_CONGESTION:
+			if (agg_tcp_set_congestion(optarg, err, sizeof(err))
+			    != 0)
+				return client_usage_error("bad --tcp-congestion "
+				    "'%s': %s", optarg, err);
 			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "

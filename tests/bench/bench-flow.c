@@ -1,8 +1,9 @@
 /*
  * bench-flow.c: data source, sink and stream tester for tests/bench/links.sh.
- * The bytes are a fixed pseudo-random stream (word i of the stream is
- * splitmix64(i)), so the sink checks every byte against its offset: a lost,
- * repeated, reordered or changed byte shows as the first bad offset.
+ * The bytes are a fixed stream: a 1 MiB pseudo-random block repeated, with
+ * the byte offset written into the first 8 bytes of every 4 KiB, so the sink
+ * checks every byte against its offset at memcmp speed: a lost, repeated,
+ * reordered or changed byte shows as the first bad offset.
  *
  *   bench-flow serve PORT send SECONDS   each connection gets the stream
  *                                        for SECONDS, then EOF (one child
@@ -23,6 +24,10 @@
  *                                        prints "opened", waits for FILE to
  *                                        exist, then sends 1 KiB on each and
  *                                        checks every echo
+ * With BENCH_CC=NAME in the environment every socket gets that TCP
+ * congestion control (TCP_CONGESTION; for MPTCP sockets under mptcpize,
+ * every subflow), since a namespace's default can only be set to the
+ * kernel's allowed ones.
  * Results are printed as one line of key=value pairs. Exit 0 when the data
  * was right, 1 otherwise, 2 for usage errors.
  */
@@ -47,6 +52,8 @@
 
 #define PROGRAM "bench-flow"
 #define CHUNK (256 * 1024)
+#define BLOCK (1024 * 1024)
+#define STAMP 4096
 #define ECHO_BUF 4096
 #define ECHO_MAX_CONNS 19000
 #define STREAM_BYTES 1024
@@ -55,7 +62,7 @@
 #define WAIT_FILE_S 60
 #define IO_TIMEOUT_MS 30000
 
-/* Word i of the test stream. */
+/* Word i of the random block. */
 static uint64_t flow_word(uint64_t i)
 {
 	uint64_t z = i + 0x9e3779b97f4a7c15ull;
@@ -65,29 +72,34 @@ static uint64_t flow_word(uint64_t i)
 	return z ^ (z >> 31);
 }
 
-/* Fills buf with the len bytes of the stream that start at offset off. */
+/* The random block, repeated, followed by CHUNK more of it so that any
+ * CHUNK bytes from any offset are one memcpy. */
+static unsigned char flow_block[BLOCK + CHUNK];
+
+/* Makes the random block. */
+static void flow_init(void)
+{
+	uint64_t w;
+	size_t i;
+
+	for (i = 0; i < BLOCK; i += 8) {
+		w = flow_word(i / 8);
+		memcpy(flow_block + i, &w, 8);
+	}
+	memcpy(flow_block + BLOCK, flow_block, CHUNK);
+}
+
+/* Fills buf with the len (<= CHUNK) bytes of the stream that start at
+ * offset off: the random block, with the offset of every STAMP-aligned
+ * position written over its first 8 bytes (little-endian). */
 static void flow_fill(unsigned char *buf, uint64_t off, size_t len)
 {
-	size_t done = 0, k;
-	uint64_t w;
-	unsigned char b[8];
+	uint64_t p, k, end = off + len;
 
-	while (done < len && ((off + done) & 7) != 0) {
-		w = flow_word((off + done) >> 3);
-		memcpy(b, &w, 8);
-		buf[done] = b[(off + done) & 7];
-		done++;
-	}
-	for (; done + 8 <= len; done += 8) {
-		w = flow_word((off + done) >> 3);
-		memcpy(buf + done, &w, 8);
-	}
-	if (done < len) {
-		w = flow_word((off + done) >> 3);
-		memcpy(b, &w, 8);
-		for (k = 0; done < len; k++)
-			buf[done++] = b[k];
-	}
+	memcpy(buf, flow_block + off % BLOCK, len);
+	for (p = off / STAMP * STAMP; p < end; p += STAMP)
+		for (k = p > off ? p : off; k < p + 8 && k < end; k++)
+			buf[k - off] = (unsigned char)(p >> (8 * (k - p)));
 }
 
 /* Seconds on the monotonic clock. */
@@ -152,6 +164,16 @@ static int flow_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* Sets the congestion control named by BENCH_CC, if any, on fd. */
+static void flow_cc(int fd)
+{
+	const char *cc = getenv("BENCH_CC");
+
+	if (cc != NULL && cc[0] != '\0' && setsockopt(fd, IPPROTO_TCP,
+	    TCP_CONGESTION, cc, (socklen_t)strlen(cc)) == -1)
+		flow_die("BENCH_CC");
+}
+
 /* Connects to host:port (numeric or a name), blocking; -1 on failure. */
 static int flow_connect(const char *host, const char *port)
 {
@@ -167,6 +189,7 @@ static int flow_connect(const char *host, const char *port)
 		if (fd == -1)
 			continue;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		flow_cc(fd);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		close(fd);
@@ -234,6 +257,7 @@ static int flow_listen(const char *port)
 	if (fd == -1)
 		flow_die("socket");
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	flow_cc(fd);
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((uint16_t)atoi(port));
@@ -329,6 +353,7 @@ static int flow_serve(int argc, char *argv[])
 		}
 		if (fork() == 0) {
 			close(lfd);
+			flow_cc(fd);
 			flow_send(fd, atof(argv[2]));
 			_exit(0);
 		}
@@ -528,6 +553,7 @@ static int flow_streams(int argc, char *argv[])
 int main(int argc, char *argv[])
 {
 	signal(SIGPIPE, SIG_IGN);
+	flow_init();
 	if (argc < 2)
 		flow_usage();
 	if (strcmp(argv[1], "serve") == 0)

@@ -31,7 +31,10 @@
 # in NAME-c and s<i> with 10.99.<i>.2/24 in NAME-s. The server namespace
 # answers ARP only on the interface owning the address, so each server
 # address is reachable through its own link only: agg-client's default link
-# filter then gives exactly one working link per interface.
+# filter then gives exactly one working link per interface. The server also
+# has 10.99.0.2 (on lo), reachable over every link: the client routes by
+# source address (from 10.99.<i>.1 via c<i>, anything else via c1), so
+# kernel MPTCP with an endpoint per client address uses every link.
 #
 # How the rate is made: tbf on c<i> (client to server) and on s<i> (server
 # to client), latency 50ms, burst max(16 KiB, 2 ms of the rate).
@@ -199,6 +202,16 @@ lab_up() {
 		ip -n "$c" link set "c$i" up
 		ip -n "$s" link set "s$i" up
 		echo "$i $up $down $dup $ddown" >> "$st/links"
+	done
+	# 10.99.0.2 on the server's lo is reachable over every link: traffic
+	# from 10.99.<i>.1 goes out of c<i> (policy routing), other traffic
+	# over link 1. Kernel MPTCP then makes one subflow per client address.
+	ip -n "$s" addr add 10.99.0.2/32 dev lo
+	ip -n "$c" route add 10.99.0.2/32 via 10.99.1.2 dev c1 onlink
+	for i in $(seq 1 ${#specs[@]}); do
+		ip -n "$c" rule add from "10.99.$i.1" table $((100 + i))
+		ip -n "$c" route add 10.99.0.2/32 via "10.99.$i.2" dev "c$i" \
+			onlink table $((100 + i))
 	done
 	# The delay lines must be running (they bind at start).
 	sleep 0.2

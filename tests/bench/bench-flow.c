@@ -14,7 +14,9 @@
  *                                        reads the stream until EOF, checks
  *                                        it; -p writes "ms bytes" every
  *                                        100 ms; -s goes through SOCKS5 on
- *                                        127.0.0.1:SOCKSPORT
+ *                                        127.0.0.1:SOCKSPORT. steady_mbit
+ *                                        leaves out the first second
+ *                                        (slow start)
  *   bench-flow open [-s SOCKSPORT] HOST PORT COUNT
  *                                        COUNT times: open a stream, send a
  *                                        byte, wait for its echo; prints the
@@ -58,6 +60,7 @@
 #define ECHO_MAX_CONNS 19000
 #define STREAM_BYTES 1024
 #define PROGRESS_MS 100
+#define WARM_S 1.0
 #define OPEN_MAX 10000
 #define WAIT_FILE_S 60
 #define IO_TIMEOUT_MS 30000
@@ -366,8 +369,8 @@ static int flow_fetch(int argc, char *argv[])
 {
 	static unsigned char buf[CHUNK], want[CHUNK];
 	const char *socks = NULL, *progress = NULL;
-	double limit = 600, start, now, next_mark, last_byte;
-	uint64_t off = 0;
+	double limit = 600, start, now, next_mark, last_byte, warm_t = 0;
+	uint64_t off = 0, warm_off = 0;
 	int64_t bad = -1;
 	FILE *pf = NULL;
 	ssize_t n;
@@ -416,6 +419,10 @@ static int flow_fetch(int argc, char *argv[])
 		if (n <= 0)
 			break;
 		last_byte = now;
+		if (warm_t == 0 && now - start >= WARM_S) {
+			warm_t = now;
+			warm_off = off;
+		}
 		if (bad < 0) {
 			flow_fill(want, off, (size_t)n);
 			if (memcmp(want, buf, (size_t)n) != 0) {
@@ -429,10 +436,11 @@ static int flow_fetch(int argc, char *argv[])
 	if (pf != NULL)
 		fclose(pf);
 	close(fd);
-	printf("bytes=%" PRIu64 " seconds=%.3f mbit=%.1f bad_offset=%" PRId64
-	    " eof=%d\n", off, last_byte - start,
+	printf("bytes=%" PRIu64 " seconds=%.3f mbit=%.1f steady_mbit=%.1f "
+	    "bad_offset=%" PRId64 " eof=%d\n", off, last_byte - start,
 	    last_byte > start ? (double)off * 8 / 1e6 / (last_byte - start) :
-	    0.0, bad, n == 0);
+	    0.0, last_byte > warm_t && warm_t > 0 ? (double)(off - warm_off) *
+	    8 / 1e6 / (last_byte - warm_t) : 0.0, bad, n == 0);
 	return bad < 0 && n == 0 && off > 0 ? 0 : 1;
 }
 

@@ -11,8 +11,9 @@ one stream runs).
     (seconds after the start), and prints the fetch's result line.
   failover.py analyze --samples CSV --progress FILE --remaining MBIT
       --link K --link-mbit MBIT --fault-at S --restore-at S
-    Prints recover_s (from the fault until the first 500 ms window whose
-    goodput is >= 90 % of the remaining capacity) and back_s (from the
+    Prints recover_s (from the fault until the goodput of every 300 ms
+    window starting in the next second is >= 90 % of the remaining
+    capacity) and back_s (from the
     restore until link K receives >= 10 % of its own rate in a 100 ms
     sample); -1 when it never happened.
   failover.py plot --out PNG LABEL=CSV... --fault-at S --restore-at S
@@ -25,7 +26,8 @@ import sys
 import time
 
 SAMPLE_S = 0.1
-WINDOW_S = 0.5
+WINDOW_S = 0.3
+HOLD_S = 1.0
 
 
 def read_counter(iface, which):
@@ -40,6 +42,7 @@ def drive(a, cmd):
     t0 = time.monotonic()
     fetch = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     faulted = restored = False
+    faults = []
     end = t0 + a.seconds + 30
     n = 0
     while time.monotonic() < end:
@@ -51,23 +54,27 @@ def drive(a, cmd):
             except OSError:
                 row += ["0", "0"]
         out.write(",".join(row) + "\n")
+        # The faults run beside the sampling, which must not pause.
         if not faulted and now >= a.fault_at:
-            subprocess.run([a.lab, "fault", a.name, str(a.link), "blackhole"],
-                           check=True)
+            faults.append(subprocess.Popen(
+                [a.lab, "fault", a.name, str(a.link), "blackhole"]))
             faulted = True
         if not restored and now >= a.restore_at:
-            subprocess.run([a.lab, "fault", a.name, str(a.link), "restore"],
-                           check=True)
+            faults.append(subprocess.Popen(
+                [a.lab, "fault", a.name, str(a.link), "restore"]))
             restored = True
         if fetch.poll() is not None and now > a.seconds:
             break
-        n += 1
+        # The next slot on the 100 ms grid that is still ahead.
+        n = max(n + 1, int((time.monotonic() - t0) / SAMPLE_S) + 1)
         delay = t0 + n * SAMPLE_S - time.monotonic()
         if delay > 0:
             time.sleep(delay)
     out.close()
     if fetch.poll() is None:
         fetch.kill()
+    for f in faults:
+        f.wait()
     if not restored:
         subprocess.run([a.lab, "fault", a.name, str(a.link), "restore"])
     print(fetch.communicate()[0].strip())
@@ -101,16 +108,20 @@ def analyze(a):
         for line in f:
             ms, b = line.split()
             prog.append((int(ms) / 1000.0, int(b)))
-    recover = -1.0
+    # Goodput of the WINDOW_S starting at each sample after the fault.
+    win = []
     for i, (t, b) in enumerate(prog):
-        if t < a.fault_at:
+        if t < a.fault_at or t >= a.restore_at:
             continue
         for t2, b2 in prog[i:]:
             if t2 - t >= WINDOW_S - 1e-6:
-                if (b2 - b) * 8 / (t2 - t) / 1e6 >= 0.9 * a.remaining:
-                    recover = t - a.fault_at
+                win.append((t, (b2 - b) * 8 / (t2 - t) / 1e6))
                 break
-        if recover >= 0:
+    recover = -1.0
+    for i, (t, _) in enumerate(win):
+        if all(r >= 0.9 * a.remaining for t2, r in win[i:]
+               if t2 <= t + HOLD_S):
+            recover = t - a.fault_at
             break
     links, rows = load_samples(a.samples)
     back = -1.0
@@ -173,7 +184,7 @@ def main():
     p.add_argument("--progress")
     p.add_argument("--out")
     p.add_argument("pairs", nargs="*")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)
     if a.mode == "drive":
         return drive(a, cmd)
     if a.mode == "analyze":

@@ -18,7 +18,9 @@
 #      agg-client and agg-server, per stream
 #   7  one unshaped loopback link: Gbit/s and CPU-seconds per GB of the agg
 #      pair, vs a socat relay pair, vs plain TCP
-# 100 % is the sum of what plain TCP gets over each link alone (measured in
+# Throughputs in 1-3 leave out each run's first second (slow start; the
+# whole run's figure is in the detail column). 100 % is the sum of what
+# plain TCP gets over each link alone (measured in
 # the same run, with cubic). Kernel MPTCP and agg run with bbr and with
 # cubic (MPTCP: TCP_CONGESTION on the MPTCP sockets through BENCH_CC of
 # bench-flow, which the kernel applies to every subflow, because a
@@ -192,8 +194,8 @@ fetch_row() {
 	shift 2
 	before=$(rx_bytes)
 	line=$(inc "$@" 2>&1 | tail -n 1) || true
-	mbit=$(kv mbit "$line")
-	detail="$(shares "$before")"
+	mbit=$(kv steady_mbit "$line")
+	detail="$(shares "$before"); whole run $(kv mbit "$line")"
 	if [ "$(kv bad_offset "$line")" != -1 ] || [ "$(kv eof "$line")" != 1 ]; then
 		detail="BROKEN STREAM: $line; $detail"
 	fi

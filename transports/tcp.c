@@ -32,6 +32,12 @@
 #define TCP_KEEPALIVE_INTVL_S 5
 #define TCP_KEEPALIVE_CNT 3
 #define TCP_LOWAT_BYTES (128 * 1024)
+/* Longest retransmission interval of a link socket (Linux >= 6.15; older
+ * kernels refuse the option and keep their 120 s). */
+#define TCP_RTO_MAX_LINK_MS 1000
+#ifndef TCP_RTO_MAX_MS
+#define TCP_RTO_MAX_MS 44
+#endif
 /* The kernel's TCP_CA_NAME_MAX, with its terminating NUL. */
 #define TCP_CONGESTION_MAX 16
 #define TCP_CONGESTION_LIST "/proc/sys/net/ipv4/tcp_available_congestion_control"
@@ -64,7 +70,7 @@ static void tcp_reason(int e, char *out, size_t outlen)
 }
 
 /* Applies the link socket options (nodelay, keepalive, notsent lowat,
- * congestion control). */
+ * retransmission backoff, congestion control). */
 void agg_tcp_tune(int fd)
 {
 	int one = 1, v;
@@ -83,7 +89,11 @@ void agg_tcp_tune(int fd)
 	v = TCP_LOWAT_BYTES;
 	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
 #endif
-	(void)v;
+	/* A silently blackholed link backs off its retransmissions to many
+	 * seconds; when the path returns, nothing crosses it until the next
+	 * one. At most a second apart, the link is back within a second. */
+	v = TCP_RTO_MAX_LINK_MS;
+	setsockopt(fd, IPPROTO_TCP, TCP_RTO_MAX_MS, &v, sizeof(v));
 	if (tcp_congestion[0] != '\0')
 		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, tcp_congestion,
 		    (socklen_t)strlen(tcp_congestion));

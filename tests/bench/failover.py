@@ -159,7 +159,7 @@ def plot(a, pairs):
     axes[-1, 0].set_xlabel("seconds (red: blackhole, green: restore)",
                            fontsize=8)
     fig.tight_layout()
-    fig.savefig(a.out, dpi=72)
+    fig.savefig(a.out, dpi=60)
     return 0
 
 

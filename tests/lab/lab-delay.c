@@ -207,7 +207,7 @@ int main(int argc, char *argv[])
 	struct sigaction sa;
 	sigset_t block, wait_mask;
 	struct timespec ts, *tsp;
-	uint64_t now, next;
+	uint64_t now, next, delay_ab, delay_ba;
 	size_t queue_kib = QUEUE_KIB_DEFAULT;
 	int fa, fb, i;
 
@@ -224,16 +224,15 @@ int main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	memset(dir, 0, sizeof(dir));
-	dir[0].delay_ns = delay_parse_us(argv[3]) * NS_PER_US;
-	dir[1].delay_ns = delay_parse_us(argv[4]) * NS_PER_US;
+	delay_ab = delay_parse_us(argv[3]) * NS_PER_US;
+	delay_ba = delay_parse_us(argv[4]) * NS_PER_US;
 	fa = delay_open(argv[1]);
 	fb = delay_open(argv[2]);
 	dir[0] = (struct direction){ .from = argv[1], .to = argv[2],
-	    .in_fd = fa, .out_fd = fb, .delay_ns = dir[0].delay_ns,
+	    .in_fd = fa, .out_fd = fb, .delay_ns = delay_ab,
 	    .max_bytes = queue_kib * 1024 };
 	dir[1] = (struct direction){ .from = argv[2], .to = argv[1],
-	    .in_fd = fb, .out_fd = fa, .delay_ns = dir[1].delay_ns,
+	    .in_fd = fb, .out_fd = fa, .delay_ns = delay_ba,
 	    .max_bytes = queue_kib * 1024 };
 	/* Wake-ups on time: the default 50 us slack would add up. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -12,17 +13,19 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 
-#define READ_MORE_BYTES (64u * 1024u)
+#define READ_MORE_MAX (256u * 1024u)
 #define READ_MORE_TIMES 4
 
 /* Reads what else the socket holds, in large pieces: libevent 2.1 reads at
- * most 4 KiB per readiness event. Plain sockets only; 0, or -1 with errno
- * (0 for EOF) when the socket failed. */
+ * most 4 KiB per readiness event. FIONREAD sizes each read exactly, so an
+ * idle socket costs no buffer (a reservation that reads nothing leaves an
+ * empty chain behind) and a full one takes one call per 256 KiB. Plain
+ * sockets only; 0, or -1 with errno (0 for EOF) when the socket failed. */
 int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 {
 	struct evbuffer_iovec vec[2];
 	struct msghdr msg;
-	int fd = (int)bufferevent_getfd(bev), n, i;
+	int fd = (int)bufferevent_getfd(bev), n, i, avail;
 	ssize_t got;
 
 	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
@@ -31,7 +34,11 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 	/* The socket bufferevent freezes its input's end; we add for it. */
 	evbuffer_unfreeze(in, 0);
 	for (i = 0; i < READ_MORE_TIMES; i++) {
-		n = evbuffer_reserve_space(in, READ_MORE_BYTES, vec, 2);
+		if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0)
+			break;
+		if ((unsigned)avail > READ_MORE_MAX)
+			avail = (int)READ_MORE_MAX;
+		n = evbuffer_reserve_space(in, avail, vec, 2);
 		if (n <= 0)
 			break;
 		/* MSG_DONTWAIT: the socket may have been left blocking. */
@@ -56,10 +63,9 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 			vec[1].iov_len = (size_t)got - vec[0].iov_len;
 		}
 		evbuffer_commit_space(in, vec, n);
-		if ((size_t)got < READ_MORE_BYTES)
+		if (got < avail)
 			break;
 	}
 	evbuffer_freeze(in, 0);
 	return 0;
 }
-

@@ -675,6 +675,83 @@ START_TEST(test_bad_input_closes_only_that_link)
 }
 END_TEST
 
+/* Writes count OPEN frames for "refuse:1" on r (stream ids 1, 3, ...,
+ * sequence numbers from 0), running the loop whenever the socket is full;
+ * stops early if the hub hangs up. Never reads or acks. */
+static void raw_flood_opens(struct harness *h, struct raw *r, uint32_t count)
+{
+	uint8_t buf[64 * 1024];
+	struct agg_frame f;
+	size_t len = 0, off = 0, n;
+	uint32_t i = 0;
+	unsigned waits = 0;
+	ssize_t w;
+
+	memset(&f, 0, sizeof(f));
+	f.type = AGG_FRAME_OPEN;
+	f.code = AGG_OPEN_TCP;
+	f.window = 1u << 20;
+	ck_assert_int_eq(agg_target_parse("refuse:1", &f.target), 0);
+	while ((i < count || off < len) && waits < 3000) {
+		while (i < count && len + 512 <= sizeof(buf)) {
+			f.seq = i;
+			f.stream = 2 * i + 1;
+			n = agg_frame_encode(&f, buf + len, sizeof(buf) - len);
+			ck_assert_uint_gt(n, 0);
+			len += n;
+			i++;
+		}
+		w = write(r->fd, buf + off, len - off);
+		if (w < 0 && errno != EAGAIN)
+			return;
+		if (w > 0)
+			off += (size_t)w;
+		if (off == len) {
+			off = len = 0;
+			continue;
+		}
+		harness_sleep(h, 0.005);
+		waits++;
+	}
+	ck_assert_uint_eq(i, count);
+}
+
+START_TEST(test_open_flood_cut)
+{
+	struct agg_config cfg;
+	struct harness *h;
+	uint8_t sid[16], hello[48], auth[32];
+	struct raw r;
+	struct xfer x;
+
+	agg_config_init(&cfg);
+	cfg.max_streams = 16;
+	h = harness_new(1, &cfg, KEY, KEY);
+	start_download(h, &x, 16);
+	run_until_received(h, &x, 1 * MIB);
+	/* A peer that opens stream after stream, all refused, and never reads
+	 * the RESULTs nor acks them. */
+	memset(sid, 0, sizeof(sid));
+	sid[0] = 0x5a;
+	raw_connect(h, &r);
+	ck_assert_int_eq(raw_handshake(h, &r, KEY, sid, RAW_CREATE, hello,
+	    auth), AGG_WELCOME_OK);
+	h->server_closed = false;
+	raw_flood_opens(h, &r, 200000);
+	raw_expect_eof(h, &r);
+	close(r.fd);
+	ck_assert(h->server_closed);
+	ck_assert_str_eq(h->server_close_reason, "control queue full (1152 "
+	    "frames): the peer does not read or ack");
+	/* The other session never noticed. */
+	finish_download(h, &x, 16);
+	ck_assert(!h->client_closed);
+	ck_assert_int_eq(harness_link_state(h, 0), AGG_LINK_UP);
+	agg_stream_free(x.stream);
+	harness_free(h);
+}
+END_TEST
+
 START_TEST(test_strangers_refused)
 {
 	struct harness *h = harness_new(1, NULL, KEY, KEY);
@@ -862,6 +939,10 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, test_bad_input_closes_only_that_link);
 	tcase_add_test(tc, test_strangers_refused);
 	tcase_add_test(tc, test_client_refuses_non_agg_server);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_open_flood_cut);
 	suite_add_tcase(s, tc);
 	return s;
 }

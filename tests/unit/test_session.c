@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "agg/log.h"
 #include "agg/session.h"
 #include "auth.h"
 #include "internal.h"
@@ -752,6 +753,83 @@ START_TEST(test_open_flood_cut)
 }
 END_TEST
 
+/* Counts log lines equal to the text in arg. */
+struct log_count {
+	const char *text;
+	int n;
+};
+
+/* Log handler: counts the lines equal to the wanted text. */
+static void count_log_cb(enum agg_log_level level, const char *line,
+    void *arg)
+{
+	struct log_count *lc = arg;
+
+	(void)level;
+	if (strcmp(line, lc->text) == 0)
+		lc->n++;
+}
+
+/* Done when the raw connection has data or EOF waiting, without reading. */
+static bool raw_closed_now(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN);
+}
+
+/* Done when the log counted at least the wanted lines. */
+static bool log_count_reached(struct harness *h, void *arg)
+{
+	struct log_count *lc = arg;
+
+	(void)h;
+	return lc->n >= 10;
+}
+
+/* Done when the client's link 1 is up. */
+static bool second_link_up(struct harness *h, void *arg)
+{
+	(void)arg;
+	return harness_link_state(h, 1) == AGG_LINK_UP;
+}
+
+START_TEST(test_handshaking_cap)
+{
+	static struct raw r[AGG_HUB_MAX_HANDSHAKING + 10];
+	struct log_count lc = { "link raw: too many links handshaking "
+	    "(limit 1024): the oldest is closed", 0 };
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	struct xfer x;
+	size_t i, n = sizeof(r) / sizeof(r[0]);
+
+	ck_assert(harness_run(h, session_up, NULL, 30));
+	agg_log_set_handler(count_log_cb, &lc);
+	/* Connections that never say a word, 10 more than the cap. */
+	for (i = 0; i < n; i++)
+		raw_connect(h, &r[i]);
+	ck_assert(harness_run(h, log_count_reached, &lc, 30));
+	harness_sleep(h, 0.05);
+	agg_log_set_handler(NULL, NULL);
+	ck_assert_int_eq(lc.n, 10);
+	/* The oldest ten are closed, the others wait. */
+	for (i = 0; i < n; i++)
+		ck_assert_msg(raw_closed_now(r[i].fd) == (i < 10),
+		    "connection %zu", i);
+	/* A real client's new link still joins and carries data. */
+	harness_add_link(h);
+	ck_assert(harness_run(h, second_link_up, NULL, 30));
+	start_download(h, &x, 4);
+	finish_download(h, &x, 4);
+	ck_assert_int_eq(harness_link_state(h, 1), AGG_LINK_UP);
+	agg_stream_free(x.stream);
+	for (i = 0; i < n; i++)
+		close(r[i].fd);
+	harness_free(h);
+}
+END_TEST
+
 START_TEST(test_strangers_refused)
 {
 	struct harness *h = harness_new(1, NULL, KEY, KEY);
@@ -943,6 +1021,7 @@ static Suite *session_suite(void)
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_open_flood_cut);
+	tcase_add_test(tc, test_handshaking_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }

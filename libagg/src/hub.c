@@ -75,14 +75,12 @@ void agg_hub_add_link(struct agg_hub *hub, struct bufferevent *bev,
     const char *name)
 {
 	struct agg_link *link;
-	char why[96];
 
 	if (hub->npending >= hub->max_pending &&
 	    (link = TAILQ_FIRST(&hub->pending)) != NULL) {
-		snprintf(why, sizeof(why), "too many links handshaking "
-		    "(limit %zu): the oldest is closed", hub->max_pending);
-		agg_log_warn("link %s: %s", link->name, why);
-		agg_link_close(link, why);
+		agg_log_warn("too many links handshaking (limit %zu): closing "
+		    "the oldest, link %s", hub->max_pending, link->name);
+		agg_link_close(link, "too many links handshaking");
 	}
 
 	link = agg_link_new(hub->base, bev, AGG_ROLE_SERVER, name,

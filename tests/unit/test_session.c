@@ -798,8 +798,8 @@ static bool second_link_up(struct harness *h, void *arg)
 START_TEST(test_handshaking_cap)
 {
 	static struct raw r[AGG_HUB_MAX_HANDSHAKING + 10];
-	struct log_count lc = { "link raw: too many links handshaking "
-	    "(limit 1024): the oldest is closed", 0 };
+	struct log_count lc = { "too many links handshaking (limit 1024): "
+	    "closing the oldest, link raw", 0 };
 	struct harness *h = harness_new(1, NULL, KEY, KEY);
 	struct xfer x;
 	size_t i, n = sizeof(r) / sizeof(r[0]);

@@ -33,6 +33,7 @@
 #include "socks.h"
 #include "speedtest.h"
 #include "stdpipe.h"
+#include "tcp.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -102,7 +103,7 @@ static const char usage_text[] =
 "                  [-i IFACE]... [--link-filter FILTER] [-4|-6] [--dump FILE]\n"
 "                  [--speed-test [--time S] [--json]]\n"
 "                  [--monitor|--no-monitor] [--config FILE]\n"
-"                  [--show-config] [-v|-q]\n"
+"                  [--show-config] [--tcp-congestion CC] [-v|-q]\n"
 "                  [--version] [--help] SERVER_URL...\n"
 "\n"
 "Carries local TCP connections to agg-server as streams of one session\n"
@@ -145,6 +146,9 @@ static const char usage_text[] =
 "  --dump FILE        write the session's and links' statistics to FILE\n"
 "                     every 100 ms, one JSON object per line (agg-plot\n"
 "                     draws them)\n"
+"  --tcp-congestion CC\n"
+"                     TCP congestion control of the links (cubic, bbr,\n"
+"                     ...); default: the system's\n"
 "  -v, -q             more / less logging on stderr (repeatable)\n"
 "  --version          print the version\n"
 "  --help             print this help\n"
@@ -157,6 +161,7 @@ static const char usage_text[] =
 enum {
 	OPT_SOCKS_AUTH = 256,
 	OPT_LINK_FILTER,
+	OPT_TCP_CONGESTION,
 	OPT_VERSION,
 	OPT_DUMP,
 	OPT_SPEED_TEST,
@@ -181,6 +186,7 @@ static const struct option client_options[] = {
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "socks-auth", required_argument, NULL, OPT_SOCKS_AUTH },
 	{ "link-filter", required_argument, NULL, OPT_LINK_FILTER },
+	{ "tcp-congestion", required_argument, NULL, OPT_TCP_CONGESTION },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ "ca", required_argument, NULL, OPT_UNAVAILABLE },
@@ -686,6 +692,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 			break;
 		case OPT_SHOW_CONFIG:
 			c->show_config = 1;
+			break;
+		case OPT_TCP_CONGESTION:
+			if (agg_tcp_set_congestion(optarg, err, sizeof(err))
+			    != 0)
+				return client_usage_error("bad --tcp-congestion "
+				    "'%s': %s", optarg, err);
 			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "

@@ -57,6 +57,7 @@ enum {
 	OPT_INSECURE = 256,
 	OPT_ALLOW,
 	OPT_DENY,
+	OPT_TCP_CONGESTION,
 	OPT_VERSION,
 	OPT_DUMP,
 	OPT_MONITOR,
@@ -75,6 +76,7 @@ static const struct option server_long_options[] = {
 	{ "insecure-no-auth", no_argument, NULL, OPT_INSECURE },
 	{ "allow", required_argument, NULL, OPT_ALLOW },
 	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "tcp-congestion", required_argument, NULL, OPT_TCP_CONGESTION },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -117,7 +119,8 @@ static const char server_usage[] =
 "                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
 "                  [--monitor|--no-monitor] [--config FILE]\n"
 "                  [--max-connecting N] [--max-buffered MIB]\n"
-"                  [--max-handshaking N] [--show-config] [-v|-q]\n"
+"                  [--max-handshaking N] [--show-config]\n"
+"                  [--tcp-congestion CC] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -152,6 +155,9 @@ static const char server_usage[] =
 "      --max-handshaking N\n"
 "                         at most N links handshaking at once; beyond\n"
 "                         it the oldest is closed (default 1024)\n"
+"      --tcp-congestion CC\n"
+"                         TCP congestion control of the links (cubic, bbr,\n"
+"                         ...); default: the system's\n"
 "  -v, --verbose          log every stream and link; -vv: debug\n"
 "  -q, --quiet            log errors only\n"
 "      --version          print the version\n"
@@ -313,6 +319,7 @@ static void server_check_spelling(int index, char *const argv[])
 /* Parses the command line; exits on --help, --version and errors. */
 static void server_parse_args(int argc, char *argv[], struct server_args *a)
 {
+	char err[384];
 	int c, index;
 
 	opterr = 0;
@@ -336,6 +343,12 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			break;
 		case OPT_DENY:
 			server_args_add_rule(a, POLICY_DENY, optarg);
+			break;
+		case OPT_TCP_CONGESTION:
+			if (agg_tcp_set_congestion(optarg, err, sizeof(err))
+			    != 0)
+				server_usage_error("bad --tcp-congestion "
+				    "'%s': %s", optarg, err);
 			break;
 		case 'v':
 			a->verbose++;

@@ -32,6 +32,15 @@
 #define TCP_KEEPALIVE_INTVL_S 5
 #define TCP_KEEPALIVE_CNT 3
 #define TCP_LOWAT_BYTES (128 * 1024)
+/* Longest retransmission interval of a link socket (Linux >= 6.15; older
+ * kernels refuse the option and keep their 120 s). */
+#define TCP_RTO_MAX_LINK_MS 1000
+#ifndef TCP_RTO_MAX_MS
+#define TCP_RTO_MAX_MS 44
+#endif
+/* The kernel's TCP_CA_NAME_MAX, with its terminating NUL. */
+#define TCP_CONGESTION_MAX 16
+#define TCP_CONGESTION_LIST "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 struct agg_tcp_listener {
 	struct event_base *base;
@@ -50,6 +59,9 @@ struct agg_tcp_connect {
 	void *arg;
 };
 
+/* The congestion control of every link socket, empty: the system's. */
+static char tcp_congestion[TCP_CONGESTION_MAX];
+
 /* strerror() with a lower-case first letter, as link reasons are written. */
 static void tcp_reason(int e, char *out, size_t outlen)
 {
@@ -57,7 +69,8 @@ static void tcp_reason(int e, char *out, size_t outlen)
 	out[0] = (char)tolower((unsigned char)out[0]);
 }
 
-/* Applies the link socket options (nodelay, keepalive, notsent lowat). */
+/* Applies the link socket options (nodelay, keepalive, notsent lowat,
+ * retransmission backoff, congestion control). */
 void agg_tcp_tune(int fd)
 {
 	int one = 1, v;
@@ -76,7 +89,66 @@ void agg_tcp_tune(int fd)
 	v = TCP_LOWAT_BYTES;
 	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
 #endif
-	(void)v;
+	/* A silently blackholed link backs off its retransmissions to many
+	 * seconds; when the path returns, nothing crosses it until the next
+	 * one. At most a second apart, the link is back within a second. */
+	v = TCP_RTO_MAX_LINK_MS;
+	setsockopt(fd, IPPROTO_TCP, TCP_RTO_MAX_MS, &v, sizeof(v));
+	if (tcp_congestion[0] != '\0')
+		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, tcp_congestion,
+		    (socklen_t)strlen(tcp_congestion));
+}
+
+/* Reads the kernel's list of congestion controls into out ("?" if none). */
+static void tcp_congestion_available(char *out, size_t outlen)
+{
+	FILE *f = fopen(TCP_CONGESTION_LIST, "r");
+	size_t n = 0;
+
+	if (f != NULL) {
+		n = fread(out, 1, outlen - 1, f);
+		fclose(f);
+	}
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+		out[--n] = '\0';
+	if (n == 0)
+		snprintf(out, outlen, "?");
+}
+
+/* Checks name on a scratch socket and uses it for every link from now on. */
+int agg_tcp_set_congestion(const char *name, char *err, size_t errlen)
+{
+	char avail[256], reason[96];
+	int fd, e = 0;
+
+	if (name[0] == '\0' || strlen(name) >= TCP_CONGESTION_MAX) {
+		e = ENOENT;
+	} else if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
+	    -1) {
+		e = errno;
+	} else {
+		if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name,
+		    (socklen_t)strlen(name)) == -1)
+			e = errno;
+		close(fd);
+	}
+	if (e == 0) {
+		snprintf(tcp_congestion, sizeof(tcp_congestion), "%s", name);
+		return 0;
+	}
+	tcp_congestion_available(avail, sizeof(avail));
+	if (e == ENOENT)
+		snprintf(err, errlen, "the kernel has no such congestion "
+		    "control (available: %.200s)", avail);
+	else if (e == EPERM)
+		snprintf(err, errlen, "not allowed for this user (see "
+		    "net.ipv4.tcp_allowed_congestion_control)");
+	else {
+		tcp_reason(e, reason, sizeof(reason));
+		snprintf(err, errlen, "%s", reason);
+	}
+	return -1;
 }
 
 /* Formats "scheme://address:port" for messages about a listening socket. */

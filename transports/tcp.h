@@ -64,7 +64,13 @@ struct agg_tcp_connect *agg_tcp_dial(struct event_base *base,
     char *err, size_t errlen);
 /* Abandons a connect in progress (its callback will not run). */
 void agg_tcp_connect_cancel(struct agg_tcp_connect *c);
-/* Applies the link socket options (nodelay, keepalive, notsent lowat). */
+/* Applies the link socket options (nodelay, keepalive, notsent lowat,
+ * congestion control). */
 void agg_tcp_tune(int fd);
+/* Makes every link socket from now on use the TCP congestion control name
+ * (TCP_CONGESTION, e.g. "cubic" or "bbr"). -1 with a one-line reason in err
+ * if the kernel refuses it, e.g. "the kernel has no such congestion
+ * control (available: reno cubic bbr)". */
+int agg_tcp_set_congestion(const char *name, char *err, size_t errlen);
 
 #endif

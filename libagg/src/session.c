@@ -43,9 +43,9 @@ void agg_config_init(struct agg_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->segment_size = 32768;
-	cfg->session_window = 32u << 20;
-	cfg->stream_window = 4u << 20;
-	cfg->stream_send_buffer = 256u << 10;
+	cfg->session_window = 64u << 20;
+	cfg->stream_window = 16u << 20;
+	cfg->stream_send_buffer = 1u << 20;
 	cfg->link_cap_min = 256u << 10;
 	cfg->link_cap_max = 32u << 20;
 	cfg->link_output_max = 256u << 10;

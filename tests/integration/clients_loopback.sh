@@ -473,6 +473,12 @@ expect_exit 2 "agg-client: bad -L spec '8080:host': expected [ADDR:]PORT:HOST:HO
 	"$client_bin" -L 8080:host tcp://127.0.0.1:1
 expect_exit 2 "agg-client: bad --link-filter 'bogus': expected any, interface-ip or interface-interface" \
 	"$client_bin" --link-filter bogus tcp://x
+cc_avail=$(tr -s ' \n' ' ' < /proc/sys/net/ipv4/tcp_available_congestion_control)
+cc_avail=${cc_avail% }
+expect_exit 2 "agg-client: bad --tcp-congestion 'nosuchcc': the kernel has no such congestion control (available: $cc_avail)" \
+	"$client_bin" --tcp-congestion nosuchcc tcp://x
+expect_exit 2 "agg-server: bad --tcp-congestion 'nosuchcc': the kernel has no such congestion control (available: $cc_avail)" \
+	"$server_bin" --tcp-congestion nosuchcc -k "$tmp/secret"
 expect_exit 2 "agg-client: missing SERVER_URL, e.g. tcp://server:5800 (see --help)" \
 	"$client_bin"
 expect_exit 2 "agg-client: bad -W target 'foo': expected HOST:PORT" \

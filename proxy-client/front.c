@@ -38,6 +38,8 @@
 #define FRONT_LINGER_MAX (64u * 1024u)
 /* Listening sockets of one front (one per resolved address). */
 #define FRONT_MAX_LISTENERS 8
+/* What a client may send while its stream opens, kept for the splice. */
+#define FRONT_OPENING_INPUT_MAX (64u * 1024u)
 /* Pause before accepting again after accept() failed (out of fds). */
 #define FRONT_ACCEPT_RETRY_MS 1000u
 
@@ -349,6 +351,7 @@ static void front_result_cb(struct agg_stream *stream, int code,
 		    bufferevent_get_output(conn->bev));
 	/* Bytes the client sent after its request are still in the input:
 	 * the splice sends them first. */
+	bufferevent_setwatermark(conn->bev, EV_READ, 0, 0);
 	conn->splice = agg_splice_new(stream, conn->bev, conn->bev,
 	    front_splice_done_cb, conn);
 	conn->stream = NULL;
@@ -380,7 +383,39 @@ static const struct agg_stream_callbacks front_stream_cbs = {
 	.closed = front_stream_closed_cb,
 };
 
-/* Asks the server to connect target; the client waits for the answer. */
+/* Opening: bytes the client sends early wait in the input (up to the
+ * watermark) for the splice. */
+static void front_opening_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	(void)arg;
+}
+
+/* Opening: the client went away, so the stream is reset at once. A -L
+ * client's EOF may close only its sending half (it still waits for the
+ * answer): the splice passes that EOF on later. A -D client waits for its
+ * reply before it sends, so its EOF means it gave up. */
+static void front_opening_event_cb(struct bufferevent *bev, short what,
+    void *arg)
+{
+	struct front_conn *conn = arg;
+
+	if ((what & BEV_EVENT_EOF) && conn->front->spec.kind ==
+	    FRONT_FORWARD) {
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	agg_log_info("%s: %s -> %s: client gone while opening",
+	    conn->front->spec.text, conn->peer, conn->target);
+	if (what & BEV_EVENT_EOF)
+		front_conn_free(conn, "client closed while opening");
+	else
+		front_conn_free(conn, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+}
+
+/* Asks the server to connect target; the client waits for the answer,
+ * and is watched for hanging up meanwhile. */
 static void front_conn_open(struct front_conn *conn,
     const struct agg_target *target)
 {
@@ -389,7 +424,11 @@ static void front_conn_open(struct front_conn *conn,
 	agg_target_format(target, conn->target, sizeof(conn->target));
 	agg_log_debug("%s: %s -> %s: opening", conn->front->spec.text,
 	    conn->peer, conn->target);
-	bufferevent_disable(conn->bev, EV_READ);
+	bufferevent_setcb(conn->bev, front_opening_read_cb, NULL,
+	    front_opening_event_cb, conn);
+	bufferevent_setwatermark(conn->bev, EV_READ, 0,
+	    FRONT_OPENING_INPUT_MAX);
+	bufferevent_enable(conn->bev, EV_READ);
 	conn->state = CONN_OPENING;
 	conn->stream = client_open_stream(conn->front->c, target,
 	    &front_stream_cbs, conn, err, sizeof(err));

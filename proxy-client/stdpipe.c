@@ -27,6 +27,8 @@ struct stdpipe {
 	struct agg_splice *splice;    /* once connected */
 	struct event *timer;          /* bounds the wait for the answer */
 	int flags[2];                 /* fd 0 and 1 flags before we started */
+	int saved[2];                 /* copies of fd 0 and 1: the splice
+	                                 may close those before the end */
 	char target[300];
 };
 
@@ -131,10 +133,17 @@ struct stdpipe *stdpipe_new(struct client *c, const struct agg_target *target,
 	}
 	p->c = c;
 	p->flags[0] = p->flags[1] = -1;
+	p->saved[0] = p->saved[1] = -1;
 	agg_target_format(target, p->target, sizeof(p->target));
 	for (fd = 0; fd < 2; fd++) {
 		if ((p->flags[fd] = fcntl(fd, F_GETFL)) < 0) {
 			snprintf(err, errlen, "-W needs an open %s",
+			    fd == 0 ? "stdin" : "stdout");
+			stdpipe_free(p);
+			return NULL;
+		}
+		if ((p->saved[fd] = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+			snprintf(err, errlen, "cannot duplicate %s",
 			    fd == 0 ? "stdin" : "stdout");
 			stdpipe_free(p);
 			return NULL;
@@ -162,18 +171,24 @@ struct stdpipe *stdpipe_new(struct client *c, const struct agg_target *target,
 	return p;
 }
 
-/* Ends the pipe; a terminal gets its blocking mode back. */
+/* Ends the pipe; stdin and stdout get their blocking mode back. */
 void stdpipe_free(struct stdpipe *p)
 {
 	int fd;
 
 	if (p == NULL)
 		return;
-	/* Before the descriptors close: a terminal is shared with the
-	 * shell, which expects blocking I/O. */
-	for (fd = 0; fd < 2; fd++)
-		if (p->flags[fd] >= 0 && isatty(fd))
-			fcntl(fd, F_SETFL, p->flags[fd]);
+	/* The flags belong to the open files, shared with whoever started
+	 * us (a shell's terminal, ssh's ProxyCommand pipes), which expect
+	 * them as they were; set them through the copies, as fd 0 and 1
+	 * may be closed already. */
+	for (fd = 0; fd < 2; fd++) {
+		if (p->saved[fd] < 0)
+			continue;
+		if (p->flags[fd] >= 0)
+			fcntl(p->saved[fd], F_SETFL, p->flags[fd]);
+		close(p->saved[fd]);
+	}
 	if (p->splice != NULL)
 		agg_splice_free(p->splice);
 	if (p->stream != NULL)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -27,10 +28,13 @@
 #include "agg/session.h"
 #include "agg/splice.h"
 #include "agg/target.h"
+#include "dnscache.h"
 #include "policy.h"
 
 /* Addresses of one name we try at most. */
 #define DIAL_MAX_ADDRS 16
+/* Host names whose addresses the dialer remembers. */
+#define DIAL_CACHE_NAMES 256
 /* Room for "name:port" and "[v6]:port". */
 #define DIAL_TEXT_MAX 300
 
@@ -79,6 +83,7 @@ struct dialer {
 	struct dialer_options opt;
 	struct dial_list dials;
 	size_t nconnecting, nspliced;
+	struct dnscache *cache;        /* NULL: every name is looked up */
 };
 
 static void dial_close(struct dial *dl, int code, const char *reason);
@@ -89,6 +94,16 @@ void dialer_options_init(struct dialer_options *o)
 {
 	o->timeout_ms = 10000;
 	o->fallback_ms = 250;
+	o->dns_cache_ms = 10000;
+}
+
+/* Monotonic clock in milliseconds, for the name cache. */
+static uint64_t dial_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Creates a dialer. */
@@ -107,6 +122,11 @@ struct dialer *dialer_new(struct event_base *base, struct evdns_base *dns,
 	else
 		dialer_options_init(&d->opt);
 	TAILQ_INIT(&d->dials);
+	if (d->opt.dns_cache_ms > 0 && (d->cache = dnscache_new(
+	    DIAL_CACHE_NAMES, d->opt.dns_cache_ms)) == NULL) {
+		free(d);
+		return NULL;
+	}
 	return d;
 }
 
@@ -119,6 +139,7 @@ void dialer_free(struct dialer *d)
 		return;
 	while ((dl = TAILQ_FIRST(&d->dials)) != NULL)
 		dial_close(dl, AGG_ERR_GENERAL, "server shutting down");
+	dnscache_free(d->cache);
 	free(d);
 }
 
@@ -620,7 +641,10 @@ static void dial_resolve_cb(int result, struct evutil_addrinfo *res,
     void *arg)
 {
 	struct dial *dl = arg;
+	const struct sockaddr *found[DNSCACHE_MAX_ADDRS];
+	socklen_t lens[DNSCACHE_MAX_ADDRS];
 	struct evutil_addrinfo *ai;
+	size_t n = 0;
 
 	if (result == EVUTIL_EAI_CANCEL) {
 		/* The dial is gone already. */
@@ -636,8 +660,15 @@ static void dial_resolve_cb(int result, struct evutil_addrinfo *res,
 		    dialer_gai_text(result));
 		return;
 	}
-	for (ai = res; ai != NULL; ai = ai->ai_next)
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		dial_add_address(dl, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+		if (n < DNSCACHE_MAX_ADDRS) {
+			found[n] = ai->ai_addr;
+			lens[n++] = (socklen_t)ai->ai_addrlen;
+		}
+	}
+	dnscache_put(dl->dialer->cache, dl->name, found, lens, n,
+	    dial_now_ms());
 	if (res != NULL)
 		evutil_freeaddrinfo(res);
 	dial_addresses_ready(dl);
@@ -692,11 +723,12 @@ static void dial_start(struct dial *dl, const struct agg_target *t)
 	struct dialer *d = dl->dialer;
 	struct evutil_addrinfo hints;
 	struct evdns_getaddrinfo_request *req;
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss, cached[DIAL_MAX_ADDRS];
+	socklen_t len, cached_lens[DIAL_MAX_ADDRS];
 	struct timeval tv;
 	const char *rule;
 	char why[256];
-	socklen_t len;
+	size_t i, n;
 
 	dl->timeout = evtimer_new(d->base, dial_timeout_cb, dl);
 	dl->fallback = evtimer_new(d->base, dial_fallback_cb, dl);
@@ -721,6 +753,16 @@ static void dial_start(struct dial *dl, const struct agg_target *t)
 	    POLICY_VERDICT_DENY) {
 		snprintf(why, sizeof(why), "denied by policy (%s)", rule);
 		dial_close(dl, AGG_ERR_DENIED, why);
+		return;
+	}
+	if ((n = dnscache_get(d->cache, dl->name, dial_now_ms(), cached,
+	    cached_lens, DIAL_MAX_ADDRS)) > 0) {
+		agg_log_debug("stream %u → %s: %zu addresses from the cache",
+		    dl->id, dl->text, n);
+		for (i = 0; i < n; i++)
+			dial_add_address(dl, (struct sockaddr *)&cached[i],
+			    cached_lens[i]);
+		dial_addresses_ready(dl);
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));

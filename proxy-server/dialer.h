@@ -2,7 +2,8 @@
  * dialer.h: connects the streams a client opens to their destinations.
  *
  * For each stream the dialer checks the policy, resolves a host name with
- * evdns (IPv6 and IPv4 at once), checks every address it resolves to,
+ * evdns (IPv6 and IPv4 at once; a name resolved in the last few seconds
+ * is taken from a small cache), checks every address it resolves to,
  * and connects without blocking, happy-eyeballs style: it tries one
  * address, starts the next after a short delay or at once when one fails,
  * and keeps the first connection that succeeds. Then it accepts the stream
@@ -25,9 +26,10 @@ struct dialer;
 struct dialer_options {
 	unsigned timeout_ms;  /* whole open, resolving included */
 	unsigned fallback_ms; /* start the next address after this */
+	unsigned dns_cache_ms; /* keep a name's addresses this long; 0: never */
 };
 
-/* Fills o with the defaults (10 s, 250 ms). */
+/* Fills o with the defaults (10 s, 250 ms, 10 s). */
 void dialer_options_init(struct dialer_options *o);
 
 /* Creates a dialer resolving with dns and checking policy (both stay the

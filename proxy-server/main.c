@@ -4,6 +4,7 @@
  * every stream to its destination through the dialer.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,11 +42,14 @@
 #define SERVER_MAX_SESSIONS 256
 /* Streams of all sessions together; lowered to fit the open-file limit. */
 #define SERVER_MAX_STREAMS 16384
-/* Streams being connected (resolving or dialling) at once. */
+/* Streams being connected (resolving or dialling) at once, by default. */
 #define SERVER_MAX_CONNECTING 1024
-/* Bytes all sessions hold for their clients (received, not yet sent on,
- * and sent, not yet acked) before new streams are refused. */
-#define SERVER_MAX_BUFFERED (1024ull << 20)
+/* MiB all sessions may hold for their clients (received, not yet sent on,
+ * and sent, not yet acked) before new streams are refused, by default. */
+#define SERVER_MAX_BUFFERED_MIB 1024
+/* Upper bounds of the limit options. */
+#define SERVER_LIMIT_COUNT_MAX 65536
+#define SERVER_LIMIT_MIB_MAX 1048576
 /* A clean shutdown gets this long before the loop is left anyway. */
 #define SERVER_STOP_MS 3000
 
@@ -60,6 +64,9 @@ enum {
 	OPT_NO_MONITOR,
 	OPT_CONFIG,
 	OPT_SHOW_CONFIG,
+	OPT_MAX_CONNECTING,
+	OPT_MAX_BUFFERED,
+	OPT_MAX_HANDSHAKING,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -82,6 +89,9 @@ static const struct option server_long_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "show-config", no_argument, NULL, OPT_SHOW_CONFIG },
 	{ "dump", required_argument, NULL, OPT_DUMP },
+	{ "max-connecting", required_argument, NULL, OPT_MAX_CONNECTING },
+	{ "max-buffered", required_argument, NULL, OPT_MAX_BUFFERED },
+	{ "max-handshaking", required_argument, NULL, OPT_MAX_HANDSHAKING },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -108,7 +118,9 @@ static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
 "                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
 "                  [--monitor|--no-monitor] [--config FILE]\n"
-"                  [--show-config] [--tcp-congestion CC] [-v|-q]\n"
+"                  [--max-connecting N] [--max-buffered MIB]\n"
+"                  [--max-handshaking N] [--show-config]\n"
+"                  [--tcp-congestion CC] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -120,8 +132,9 @@ static const char server_usage[] =
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
-"                         unspecified, broadcast and multicast destinations\n"
-"                         are then denied unless an --allow rule matches\n"
+"                         unspecified, broadcast, multicast and the other\n"
+"                         non-public destinations (RFC 6890) are then\n"
+"                         denied unless an --allow rule matches\n"
 "      --allow RULE       connect to destinations matching RULE\n"
 "      --deny RULE        refuse destinations matching RULE\n"
 "      --monitor          full-screen view of the sessions and their links\n"
@@ -135,6 +148,13 @@ static const char server_usage[] =
 "      --dump FILE        write every session's and link's statistics to\n"
 "                         FILE every 100 ms, one JSON object per session\n"
 "                         and line (agg-plot draws them)\n"
+"      --max-connecting N refuse new streams while N are being connected\n"
+"                         (default 1024)\n"
+"      --max-buffered MIB refuse new streams while the sessions hold more\n"
+"                         than MIB MiB for their clients (default 1024)\n"
+"      --max-handshaking N\n"
+"                         at most N links handshaking at once; beyond\n"
+"                         it the oldest is closed (default 1024)\n"
 "      --tcp-congestion CC\n"
 "                         TCP congestion control of the links (cubic, bbr,\n"
 "                         ...); default: the system's\n"
@@ -173,6 +193,7 @@ struct server_args {
 	int monitor;          /* 1 --monitor, 2 by default (a terminal), 0
 	                         none; -1 until the command line is read */
 	bool show_config, default_listen;
+	unsigned long max_connecting, max_buffered_mib, max_handshaking;
 };
 
 struct server {
@@ -192,6 +213,8 @@ struct server {
 	struct monitor *monitor;
 	struct server_args *args;
 	size_t max_streams;
+	size_t max_connecting;
+	uint64_t max_buffered;     /* bytes */
 	bool stopping;
 };
 
@@ -237,6 +260,22 @@ static void server_args_add_rule(struct server_args *a,
 	if (policy_add(a->policy, action, rule, err, sizeof(err)) != 0)
 		server_usage_error("bad %s rule '%s': %s", action ==
 		    POLICY_ALLOW ? "--allow" : "--deny", rule, err);
+}
+
+/* Parses a limit option's value: a whole number from 1 to max. */
+static unsigned long server_parse_limit(const char *option, const char *text,
+    unsigned long max)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(text, &end, 10);
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
+	    v < 1 || v > max)
+		server_usage_error("bad --%s '%s': expected a whole number "
+		    "from 1 to %lu", option, text, max);
+	return v;
 }
 
 /* Names the option getopt_long stopped at and exits with status 2. */
@@ -337,6 +376,18 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			break;
 		case OPT_SHOW_CONFIG:
 			a->show_config = true;
+			break;
+		case OPT_MAX_CONNECTING:
+			a->max_connecting = server_parse_limit("max-connecting",
+			    optarg, SERVER_LIMIT_COUNT_MAX);
+			break;
+		case OPT_MAX_BUFFERED:
+			a->max_buffered_mib = server_parse_limit("max-buffered",
+			    optarg, SERVER_LIMIT_MIB_MAX);
+			break;
+		case OPT_MAX_HANDSHAKING:
+			a->max_handshaking = server_parse_limit(
+			    "max-handshaking", optarg, SERVER_LIMIT_COUNT_MAX);
 			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
@@ -443,16 +494,16 @@ static void server_stream_opened_cb(struct agg_session *s,
 	why[0] = '\0';
 	if (srv->stopping)
 		snprintf(why, sizeof(why), "server shutting down");
-	else if (connecting >= SERVER_MAX_CONNECTING)
+	else if (connecting >= srv->max_connecting)
 		snprintf(why, sizeof(why), "server busy: %zu streams "
-		    "connecting (limit %d)", connecting,
-		    SERVER_MAX_CONNECTING);
+		    "connecting (limit %zu)", connecting,
+		    srv->max_connecting);
 	else if (streams >= srv->max_streams)
 		snprintf(why, sizeof(why), "server busy: %zu streams (limit "
 		    "%zu)", streams, srv->max_streams);
-	else if (server_buffered(srv) >= SERVER_MAX_BUFFERED)
+	else if (server_buffered(srv) >= srv->max_buffered)
 		snprintf(why, sizeof(why), "server busy: more than %llu MiB "
-		    "buffered", SERVER_MAX_BUFFERED >> 20);
+		    "buffered", (unsigned long long)(srv->max_buffered >> 20));
 	if (why[0] != '\0') {
 		agg_log_warn("session %s: refusing stream %u: %s",
 		    agg_session_id_hex(s), agg_stream_id(st), why);
@@ -687,6 +738,9 @@ static void server_setup(struct server *srv, struct server_args *a,
 	agg_config_init(&srv->cfg);
 	srv->hub = agg_hub_new(srv->base, &srv->cfg, key, key_len,
 	    SERVER_MAX_SESSIONS, &server_hub_cbs, srv);
+	agg_hub_set_max_handshaking(srv->hub, a->max_handshaking);
+	srv->max_connecting = a->max_connecting;
+	srv->max_buffered = (uint64_t)a->max_buffered_mib << 20;
 	srv->dialer = dialer_new(srv->base, srv->dns, a->policy, NULL);
 	srv->reap = event_new(srv->base, -1, 0, server_reap_cb, srv);
 	srv->stop_timer = evtimer_new(srv->base, server_stop_timer_cb, srv);
@@ -721,8 +775,11 @@ static void server_setup(struct server *srv, struct server_args *a,
 		agg_log_warn("no secret (--insecure-no-auth): anyone who "
 		    "reaches this server may use it");
 	agg_log_debug("limits: %d sessions, %u streams per session, %zu "
-	    "streams in all", SERVER_MAX_SESSIONS, srv->cfg.max_streams,
-	    srv->max_streams);
+	    "streams in all, %zu connecting, %llu MiB buffered, %lu links "
+	    "handshaking", SERVER_MAX_SESSIONS, srv->cfg.max_streams,
+	    srv->max_streams, srv->max_connecting,
+	    (unsigned long long)(srv->max_buffered >> 20),
+	    a->max_handshaking);
 }
 
 /* Frees everything server_setup() made. */
@@ -758,6 +815,9 @@ int main(int argc, char *argv[])
 	agg_log_set_program("agg-server");
 	agg_tune_allocator();
 	args.monitor = -1;
+	args.max_connecting = SERVER_MAX_CONNECTING;
+	args.max_buffered_mib = SERVER_MAX_BUFFERED_MIB;
+	args.max_handshaking = AGG_HUB_MAX_HANDSHAKING;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
 	if ((r = agg_conf_prepare(&server_syntax, argc, argv, &server_conf,

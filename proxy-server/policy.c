@@ -40,7 +40,10 @@ struct policy {
 	bool insecure;
 };
 
-/* The insecure-mode denials, in the order they are tried. */
+/* The insecure-mode denials, in the order they are tried: the special-
+ * purpose blocks of RFC 6890 and its updates (IANA's registries) that a
+ * public proxy must not reach. The documentation blocks (192.0.2.0/24,
+ * 2001:db8::/32, ...) are left out: nothing answers there. */
 static const struct {
 	const char *net;
 	const char *what;
@@ -53,11 +56,23 @@ static const struct {
 	{ "0.0.0.0/8", "unspecified" },
 	{ "255.255.255.255/32", "broadcast" },
 	{ "224.0.0.0/4", "multicast" },
+	{ "100.64.0.0/10", "shared address space" },
+	{ "192.0.0.0/24", "IETF protocol assignments" },
+	{ "198.18.0.0/15", "benchmarking" },
+	{ "240.0.0.0/4", "reserved" },
 	{ "::1/128", "loopback" },
 	{ "::/128", "unspecified" },
 	{ "fc00::/7", "private" },
 	{ "fe80::/10", "link-local" },
 	{ "ff00::/8", "multicast" },
+	{ "fec0::/10", "site-local" },
+	{ "100::/64", "discard-only" },
+	/* These carry an IPv4 address inside; a gateway would reach it. */
+	{ "64:ff9b::/96", "NAT64" },
+	{ "64:ff9b:1::/48", "local NAT64" },
+	{ "2002::/16", "6to4" },
+	{ "2001::/32", "Teredo" },
+	{ "2001:2::/48", "benchmarking" },
 };
 
 #define POLICY_NBUILTIN \

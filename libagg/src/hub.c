@@ -27,7 +27,8 @@ struct agg_hub {
 	void *arg;
 	struct agg_session_list sessions;
 	size_t nsessions;
-	struct agg_link_list pending;   /* handshaking */
+	struct agg_link_list pending;   /* handshaking, oldest first */
+	size_t npending, max_pending;
 	struct agg_link_list dead;      /* closed, to free */
 	struct event *reap;
 };
@@ -53,6 +54,7 @@ struct agg_hub *agg_hub_new(struct event_base *base,
 		memcpy(hub->key, key, key_len);
 	hub->key_len = key_len;
 	hub->max_sessions = max_sessions;
+	hub->max_pending = AGG_HUB_MAX_HANDSHAKING;
 	hub->cbs = cbs;
 	hub->arg = arg;
 	TAILQ_INIT(&hub->sessions);
@@ -61,11 +63,25 @@ struct agg_hub *agg_hub_new(struct event_base *base,
 	return hub;
 }
 
-/* Takes an accepted connection and starts the server handshake. */
+/* Sets how many links may handshake at once. */
+void agg_hub_set_max_handshaking(struct agg_hub *hub, size_t max)
+{
+	hub->max_pending = max > 0 ? max : 1;
+}
+
+/* Takes an accepted connection and starts the server handshake; closes
+ * the oldest handshaking link if there are too many. */
 void agg_hub_add_link(struct agg_hub *hub, struct bufferevent *bev,
     const char *name)
 {
 	struct agg_link *link;
+
+	if (hub->npending >= hub->max_pending &&
+	    (link = TAILQ_FIRST(&hub->pending)) != NULL) {
+		agg_log_warn("too many links handshaking (limit %zu): closing "
+		    "the oldest, link %s", hub->max_pending, link->name);
+		agg_link_close(link, "too many links handshaking");
+	}
 
 	link = agg_link_new(hub->base, bev, AGG_ROLE_SERVER, name,
 	    hub->cfg.handshake_ms);
@@ -75,6 +91,7 @@ void agg_hub_add_link(struct agg_hub *hub, struct bufferevent *bev,
 	}
 	link->hub = hub;
 	TAILQ_INSERT_TAIL(&hub->pending, link, entry);
+	hub->npending++;
 }
 
 /* A handshaking link closed: free it soon. */
@@ -82,6 +99,7 @@ void agg_hub_link_closed(struct agg_hub *hub, struct agg_link *link)
 {
 	agg_log_info("link %s: %s", link->name, link->reason);
 	TAILQ_REMOVE(&hub->pending, link, entry);
+	hub->npending--;
 	TAILQ_INSERT_TAIL(&hub->dead, link, entry);
 	event_active(hub->reap, 0, 0);
 }
@@ -168,6 +186,7 @@ void agg_hub_on_auth(struct agg_hub *hub, struct agg_link *link)
 	agg_link_server_welcome(link, hub->key, hub->key_len, AGG_WELCOME_OK,
 	    NULL);
 	TAILQ_REMOVE(&hub->pending, link, entry);
+	hub->npending--;
 	link->hub = NULL;
 	agg_session_attach(s, link);
 }

@@ -175,6 +175,8 @@ struct agg_session {
 	uint64_t tx_seq;
 	uint64_t peer_cum;
 	struct agg_seg_list ctrl;   /* control frames waiting for a link */
+	size_t nctrl;               /* frames in ctrl */
+	bool ctrl_overflow;         /* ctrl reached its cap: close soon */
 	struct agg_seg_list resend; /* frames of dead or stalled links */
 	struct agg_stream_list ready;
 	uint64_t tx_sent;           /* first-transmission payload bytes */

@@ -23,6 +23,12 @@
 /* ACK at once after this many reliable frames; fewer wait for the timer. */
 #define SESSION_ACK_EVERY 4
 #define SESSION_ACK_DELAY_US 1000
+/* Control frames that may wait for a link: a few per stream (OPEN or
+ * RESULT, CREDITs, RESET) plus slack. A peer that makes more pile up (it
+ * opens streams or sends data but neither reads nor acks the answers)
+ * gets its session closed. */
+#define SESSION_CTRL_PER_STREAM 8
+#define SESSION_CTRL_SLACK 1024
 
 static void session_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void session_grace_cb(evutil_socket_t fd, short what, void *arg);
@@ -227,6 +233,13 @@ static void session_free_segs(struct agg_session *s, struct agg_seg_list *l)
 	}
 }
 
+/* How many control frames may wait for a link. */
+static size_t session_ctrl_cap(const struct agg_session *s)
+{
+	return (size_t)s->cfg.max_streams * SESSION_CTRL_PER_STREAM +
+	    SESSION_CTRL_SLACK;
+}
+
 /* Queues a reliable control frame; its sequence number is taken now. */
 void agg_session_queue_control(struct agg_session *s, struct agg_frame *f)
 {
@@ -234,8 +247,15 @@ void agg_session_queue_control(struct agg_session *s, struct agg_frame *f)
 	struct agg_seg *seg;
 	size_t len;
 
-	if (s->closed || s->restarting || (seg = agg_session_seg_get(s)) ==
-	    NULL)
+	if (s->closed || s->restarting || s->ctrl_overflow)
+		return;
+	if (s->nctrl >= session_ctrl_cap(s)) {
+		/* Closed from the loop: callers may be inside stream code. */
+		s->ctrl_overflow = true;
+		agg_session_kick(s);
+		return;
+	}
+	if ((seg = agg_session_seg_get(s)) == NULL)
 		return;
 	f->seq = s->tx_seq;
 	if ((len = agg_frame_encode(f, buf, sizeof(buf))) == 0) {
@@ -252,6 +272,7 @@ void agg_session_queue_control(struct agg_session *s, struct agg_frame *f)
 	seg->wire_len = (uint32_t)len;
 	evbuffer_add(seg->body, buf, len);
 	TAILQ_INSERT_TAIL(&s->ctrl, seg, entry);
+	s->nctrl++;
 	agg_session_kick(s);
 }
 
@@ -514,6 +535,8 @@ static void session_restart(struct agg_session *s, const char *reason)
 		agg_link_close(link, reason);
 	memset(s->early_resets, 0, sizeof(s->early_resets));
 	session_free_segs(s, &s->ctrl);
+	s->nctrl = 0;
+	s->ctrl_overflow = false;
 	session_free_segs(s, &s->resend);
 	s->tx_seq = s->peer_cum = s->tx_sent = s->tx_limit = 0;
 	s->rx_cum = s->rx_received = s->rx_consumed = 0;
@@ -1032,6 +1055,7 @@ static void session_schedule(struct agg_session *s)
 			    (link = session_fastest_link(s, true)) == NULL)
 				return;
 			TAILQ_REMOVE(&s->ctrl, seg, entry);
+			s->nctrl--;
 			agg_link_send_seg(link, seg);
 			continue;
 		}
@@ -1096,6 +1120,15 @@ static void session_kick_cb(evutil_socket_t fd, short what, void *arg)
 	session_reap_links(s);
 	if (s->closed)
 		return;
+	if (s->ctrl_overflow) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "control queue full (%zu frames): "
+		    "the peer does not read or ack", s->nctrl);
+		agg_log_warn("session %s: %s", s->id_hex, why);
+		agg_session_close(s, why);
+		return;
+	}
 	session_maybe_ack(s);
 	session_schedule(s);
 }
@@ -1233,6 +1266,7 @@ void agg_session_close(struct agg_session *s, const char *reason)
 		}
 	}
 	session_free_segs(s, &s->ctrl);
+	s->nctrl = 0;
 	session_free_segs(s, &s->resend);
 	agg_session_kick(s);
 	if (s->cbs != NULL && s->cbs->closed != NULL && !s->closed_told) {
@@ -1260,6 +1294,7 @@ void agg_session_free(struct agg_session *s)
 	}
 	session_reap_links(s);
 	session_free_segs(s, &s->ctrl);
+	s->nctrl = 0;
 	session_free_segs(s, &s->resend);
 	while ((seg = TAILQ_FIRST(&s->seg_pool)) != NULL) {
 		TAILQ_REMOVE(&s->seg_pool, seg, entry);

@@ -636,6 +636,49 @@ START_TEST(test_name_and_echo)
 }
 END_TEST
 
+START_TEST(test_dns_cache)
+{
+	struct fx *f = fx_new(true, 0);
+	struct dest *d = dest_echo(f, AF_INET, 0);
+	struct cstream cs;
+	char target[64], err[128];
+	int queries;
+
+	snprintf(target, sizeof(target), "v4.test:%u", d->port);
+	cs_open_text(f, &cs, target, 1000);
+	ck_assert(run_until(f, echoed, &cs));
+	ck_assert_int_eq(cs.code, AGG_OK);
+	cs_free(&cs);
+	queries = f->dns_queries;
+	ck_assert_int_gt(queries, 0);
+	/* The same name again, in other case: from the cache. */
+	snprintf(target, sizeof(target), "V4.Test:%u", d->port);
+	cs_open_text(f, &cs, target, 1000);
+	ck_assert(run_until(f, echoed, &cs));
+	ck_assert_int_eq(cs.code, AGG_OK);
+	check_echo(&cs);
+	cs_free(&cs);
+	ck_assert_int_eq(f->dns_queries, queries);
+	ck_assert_int_eq(d->accepted, 2);
+	/* Cached addresses still go through the rules. */
+	ck_assert_int_eq(policy_add(f->policy, POLICY_DENY, "127.0.0.0/8",
+	    err, sizeof(err)), 0);
+	ck_assert_int_eq(open_code(f, &cs, target), AGG_ERR_DENIED);
+	cs_free(&cs);
+	ck_assert_int_eq(f->dns_queries, queries);
+	/* A name that does not exist is asked again every time. */
+	ck_assert_int_eq(open_code(f, &cs, "nosuch.invalid:80"),
+	    AGG_ERR_HOST_UNREACHABLE);
+	cs_free(&cs);
+	queries = f->dns_queries;
+	ck_assert_int_eq(open_code(f, &cs, "nosuch.invalid:80"),
+	    AGG_ERR_HOST_UNREACHABLE);
+	cs_free(&cs);
+	ck_assert_int_gt(f->dns_queries, queries);
+	fx_free(f);
+}
+END_TEST
+
 START_TEST(test_ipv6_literal)
 {
 	struct fx *f = fx_new(true, 0);
@@ -1073,6 +1116,7 @@ static Suite *dialer_suite(void)
 
 	tcase_add_test(tc, test_connect_and_echo);
 	tcase_add_test(tc, test_name_and_echo);
+	tcase_add_test(tc, test_dns_cache);
 	tcase_add_test(tc, test_ipv6_literal);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_refused_both_families);

@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "agg/log.h"
 #include "agg/session.h"
 #include "auth.h"
 #include "internal.h"
@@ -675,6 +676,160 @@ START_TEST(test_bad_input_closes_only_that_link)
 }
 END_TEST
 
+/* Writes count OPEN frames for "refuse:1" on r (stream ids 1, 3, ...,
+ * sequence numbers from 0), running the loop whenever the socket is full;
+ * stops early if the hub hangs up. Never reads or acks. */
+static void raw_flood_opens(struct harness *h, struct raw *r, uint32_t count)
+{
+	uint8_t buf[64 * 1024];
+	struct agg_frame f;
+	size_t len = 0, off = 0, n;
+	uint32_t i = 0;
+	unsigned waits = 0;
+	ssize_t w;
+
+	memset(&f, 0, sizeof(f));
+	f.type = AGG_FRAME_OPEN;
+	f.code = AGG_OPEN_TCP;
+	f.window = 1u << 20;
+	ck_assert_int_eq(agg_target_parse("refuse:1", &f.target), 0);
+	while ((i < count || off < len) && waits < 3000) {
+		while (i < count && len + 512 <= sizeof(buf)) {
+			f.seq = i;
+			f.stream = 2 * i + 1;
+			n = agg_frame_encode(&f, buf + len, sizeof(buf) - len);
+			ck_assert_uint_gt(n, 0);
+			len += n;
+			i++;
+		}
+		w = write(r->fd, buf + off, len - off);
+		if (w < 0 && errno != EAGAIN)
+			return;
+		if (w > 0)
+			off += (size_t)w;
+		if (off == len) {
+			off = len = 0;
+			continue;
+		}
+		harness_sleep(h, 0.005);
+		waits++;
+	}
+	ck_assert_uint_eq(i, count);
+}
+
+START_TEST(test_open_flood_cut)
+{
+	struct agg_config cfg;
+	struct harness *h;
+	uint8_t sid[16], hello[48], auth[32];
+	struct raw r;
+	struct xfer x;
+
+	agg_config_init(&cfg);
+	cfg.max_streams = 16;
+	h = harness_new(1, &cfg, KEY, KEY);
+	start_download(h, &x, 16);
+	run_until_received(h, &x, 1 * MIB);
+	/* A peer that opens stream after stream, all refused, and never reads
+	 * the RESULTs nor acks them. */
+	memset(sid, 0, sizeof(sid));
+	sid[0] = 0x5a;
+	raw_connect(h, &r);
+	ck_assert_int_eq(raw_handshake(h, &r, KEY, sid, RAW_CREATE, hello,
+	    auth), AGG_WELCOME_OK);
+	h->server_closed = false;
+	raw_flood_opens(h, &r, 200000);
+	raw_expect_eof(h, &r);
+	close(r.fd);
+	ck_assert(h->server_closed);
+	ck_assert_str_eq(h->server_close_reason, "control queue full (1152 "
+	    "frames): the peer does not read or ack");
+	/* The other session never noticed. */
+	finish_download(h, &x, 16);
+	ck_assert(!h->client_closed);
+	ck_assert_int_eq(harness_link_state(h, 0), AGG_LINK_UP);
+	agg_stream_free(x.stream);
+	harness_free(h);
+}
+END_TEST
+
+/* Counts log lines equal to the text in arg. */
+struct log_count {
+	const char *text;
+	int n;
+};
+
+/* Log handler: counts the lines equal to the wanted text. */
+static void count_log_cb(enum agg_log_level level, const char *line,
+    void *arg)
+{
+	struct log_count *lc = arg;
+
+	(void)level;
+	if (strcmp(line, lc->text) == 0)
+		lc->n++;
+}
+
+/* Done when the raw connection has data or EOF waiting, without reading. */
+static bool raw_closed_now(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN);
+}
+
+/* Done when the log counted at least the wanted lines. */
+static bool log_count_reached(struct harness *h, void *arg)
+{
+	struct log_count *lc = arg;
+
+	(void)h;
+	return lc->n >= 10;
+}
+
+/* Done when the client's link 1 is up. */
+static bool second_link_up(struct harness *h, void *arg)
+{
+	(void)arg;
+	return harness_link_state(h, 1) == AGG_LINK_UP;
+}
+
+START_TEST(test_handshaking_cap)
+{
+	static struct raw r[AGG_HUB_MAX_HANDSHAKING + 10];
+	struct log_count lc = { "too many links handshaking (limit 1024): "
+	    "closing the oldest, link raw", 0 };
+	struct harness *h = harness_new(1, NULL, KEY, KEY);
+	struct xfer x;
+	size_t i, n = sizeof(r) / sizeof(r[0]);
+
+	ck_assert(harness_run(h, session_up, NULL, 30));
+	agg_log_set_handler(count_log_cb, &lc);
+	/* Connections that never say a word, 10 more than the cap. */
+	for (i = 0; i < n; i++)
+		raw_connect(h, &r[i]);
+	ck_assert(harness_run(h, log_count_reached, &lc, 30));
+	harness_sleep(h, 0.05);
+	agg_log_set_handler(NULL, NULL);
+	ck_assert_int_eq(lc.n, 10);
+	/* The oldest ten are closed, the others wait. */
+	for (i = 0; i < n; i++)
+		ck_assert_msg(raw_closed_now(r[i].fd) == (i < 10),
+		    "connection %zu", i);
+	/* A real client's new link still joins and carries data. */
+	harness_add_link(h);
+	ck_assert(harness_run(h, second_link_up, NULL, 30));
+	start_download(h, &x, 4);
+	finish_download(h, &x, 4);
+	ck_assert_int_eq(harness_link_state(h, 1), AGG_LINK_UP);
+	agg_stream_free(x.stream);
+	for (i = 0; i < n; i++)
+		close(r[i].fd);
+	harness_free(h);
+}
+END_TEST
+
 START_TEST(test_strangers_refused)
 {
 	struct harness *h = harness_new(1, NULL, KEY, KEY);
@@ -862,6 +1017,11 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, test_bad_input_closes_only_that_link);
 	tcase_add_test(tc, test_strangers_refused);
 	tcase_add_test(tc, test_client_refuses_non_agg_server);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_open_flood_cut);
+	tcase_add_test(tc, test_handshaking_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -24,6 +24,11 @@ struct agg_hub_callbacks {
 struct agg_hub *agg_hub_new(struct event_base *base,
     const struct agg_config *cfg, const void *key, size_t key_len,
     size_t max_sessions, const struct agg_hub_callbacks *cbs, void *arg);
+/* Links handshaking at once, by default: beyond it, the oldest is closed
+ * (a flood of silent connections cannot lock clients out). */
+#define AGG_HUB_MAX_HANDSHAKING 1024
+/* Sets how many links may handshake at once (at least 1). */
+void agg_hub_set_max_handshaking(struct agg_hub *hub, size_t max);
 /* Runs the server handshake on an accepted connection; the hub owns bev. */
 void agg_hub_add_link(struct agg_hub *hub, struct bufferevent *bev,
     const char *name);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 
 #include <event2/bufferevent.h>
@@ -26,6 +27,7 @@
 #include "dialer.h"
 #include "policy.h"
 #include "tcp.h"
+#include "tls.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -43,12 +45,19 @@
 #define SERVER_MAX_BUFFERED (1024ull << 20)
 /* A clean shutdown gets this long before the loop is left anyway. */
 #define SERVER_STOP_MS 3000
+/* A TLS or WebSocket handshake must finish within this. */
+#define SERVER_HANDSHAKE_MS 10000
+/* Handshakes in progress at once; more connections wait in the kernel. */
+#define SERVER_MAX_HANDSHAKES 512
 
 enum {
 	OPT_INSECURE = 256,
 	OPT_ALLOW,
 	OPT_DENY,
 	OPT_VERSION,
+	OPT_CERT,
+	OPT_CERT_KEY,
+	OPT_CLIENT_CA,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -62,9 +71,9 @@ static const struct option server_long_options[] = {
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
-	{ "cert", required_argument, NULL, OPT_LATER },
-	{ "key", required_argument, NULL, OPT_LATER },
-	{ "client-ca", required_argument, NULL, OPT_LATER },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_CERT_KEY },
+	{ "client-ca", required_argument, NULL, OPT_CLIENT_CA },
 	{ "monitor", no_argument, NULL, OPT_LATER },
 	{ "no-monitor", no_argument, NULL, OPT_LATER },
 	{ "config", required_argument, NULL, OPT_LATER },
@@ -75,15 +84,22 @@ static const struct option server_long_options[] = {
 
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
+"                  [--cert F --key F [--client-ca F]]\n"
 "                  [--allow RULE]... [--deny RULE]... [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
 "connects them to their destinations.\n"
 "\n"
-"  -l, --listen URL       take links on URL; may be repeated. Only\n"
-"                         tcp://[ADDR]:PORT in this version. Default\n"
-"                         tcp://[::]:5800 (every address, IPv6 and IPv4)\n"
+"  -l, --listen URL       take links on URL; may be repeated, schemes\n"
+"                         mixed: tcp://[ADDR]:PORT, tls://[ADDR]:PORT,\n"
+"                         ws://[ADDR]:PORT/PATH, wss://[ADDR]:PORT/PATH.\n"
+"                         Default tcp://[::]:5800 (every address, IPv6\n"
+"                         and IPv4)\n"
+"      --cert F --key F   tls:// and wss://: the server certificate (chain)\n"
+"                         and its key; without them TLS 1.3 uses a PSK\n"
+"                         derived from the -k secret\n"
+"      --client-ca F      require client certificates signed by this CA\n"
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
@@ -110,8 +126,8 @@ static const char server_usage[] =
 "the address (for a name, every address it resolves to: a denied one is\n"
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
-"--cert, --key, --client-ca, --monitor, --no-monitor, --config,\n"
-"--show-config and --dump are not available in this version.\n"
+"--monitor, --no-monitor, --config, --show-config and --dump are not\n"
+"available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -119,10 +135,28 @@ struct server_args {
 	struct agg_url urls[SERVER_MAX_LISTENERS];
 	size_t nurls;
 	const char *secret_file;
+	const char *cert_file, *key_file, *client_ca_file;
 	bool insecure;
 	int verbose;
 	bool quiet;
 	struct policy *policy;
+};
+
+struct server;
+
+/* One -l listener and the layers its scheme puts on a connection. */
+struct server_listener {
+	struct server *srv;
+	struct agg_url url;
+	struct agg_tcp_listener *tcp;
+};
+
+/* A connection whose TLS (or WebSocket) handshake is under way. */
+struct server_handshake {
+	TAILQ_ENTRY(server_handshake) entry;
+	struct server_listener *l;
+	struct agg_tls_handshake *tls;
+	char peer[64];
 };
 
 struct server {
@@ -131,8 +165,11 @@ struct server {
 	struct agg_config cfg;
 	struct agg_hub *hub;
 	struct dialer *dialer;
-	struct agg_tcp_listener *listeners[SERVER_MAX_LISTENERS];
+	struct server_listener listeners[SERVER_MAX_LISTENERS];
 	size_t nlisteners;
+	struct agg_tls *tls;           /* tls:// and wss:// listeners */
+	TAILQ_HEAD(, server_handshake) handshakes;
+	size_t nhandshakes;
 	struct agg_session *dead[SERVER_MAX_SESSIONS]; /* closed, to remove */
 	size_t ndead;
 	struct event *reap;
@@ -168,7 +205,7 @@ static void server_args_add_url(struct server_args *a, const char *text)
 	u = &a->urls[a->nurls];
 	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
 		server_usage_error("%s", err);
-	if (u->scheme != AGG_URL_TCP)
+	if (u->scheme != AGG_URL_TCP && u->scheme != AGG_URL_TLS)
 		server_usage_error("%s:// listeners are not supported yet",
 		    agg_url_scheme_name(u->scheme));
 	a->nurls++;
@@ -223,6 +260,18 @@ static void server_check_spelling(int index, char *const argv[])
 		    "--%s?)", (int)(len + 2), tok, name);
 }
 
+/* Whether a listener asks for TLS. */
+static bool server_args_need_tls(const struct server_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nurls; i++)
+		if (a->urls[i].scheme == AGG_URL_TLS ||
+		    a->urls[i].scheme == AGG_URL_WSS)
+			return true;
+	return false;
+}
+
 /* Parses the command line; exits on --help, --version and errors. */
 static void server_parse_args(int argc, char *argv[], struct server_args *a)
 {
@@ -261,6 +310,15 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case 'h':
 			fputs(server_usage, stdout);
 			exit(0);
+		case OPT_CERT:
+			a->cert_file = optarg;
+			break;
+		case OPT_CERT_KEY:
+			a->key_file = optarg;
+			break;
+		case OPT_CLIENT_CA:
+			a->client_ca_file = optarg;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -279,8 +337,16 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	if (a->secret_file == NULL && !a->insecure)
 		server_usage_error("no secret: give -k SECRET_FILE, or "
 		    "--insecure-no-auth");
+	if ((a->cert_file == NULL) != (a->key_file == NULL))
+		server_usage_error("--cert and --key go together");
+	if (a->client_ca_file != NULL && a->cert_file == NULL)
+		server_usage_error("--client-ca needs --cert and --key");
 	if (a->nurls == 0)
 		server_args_add_url(a, SERVER_DEFAULT_URL);
+	if (server_args_need_tls(a) && a->cert_file == NULL &&
+	    a->secret_file == NULL)
+		server_usage_error("tls:// and wss:// listeners need --cert and "
+		    "--key, or -k for a PSK");
 }
 
 /* Prints a one-line runtime failure and exits with status 1. */
@@ -426,18 +492,76 @@ static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(srv->base, NULL);
 }
 
-/* An accepted connection: a link for the hub to authenticate. */
-static void server_accept_cb(struct bufferevent *bev, const char *peer,
-    void *arg)
+/* The one way a handshake record goes. */
+static void server_handshake_free(struct server *srv,
+    struct server_handshake *h)
 {
-	struct server *srv = arg;
+	TAILQ_REMOVE(&srv->handshakes, h, entry);
+	srv->nhandshakes--;
+	agg_tls_cancel(h->tls);
+	free(h);
+}
 
+/* A connection ready to carry a link: the hub authenticates it. */
+static void server_take_link(struct server *srv, struct bufferevent *bev,
+    const char *peer)
+{
 	if (srv->stopping) {
 		bufferevent_free(bev);
 		return;
 	}
 	agg_log_debug("link from %s", peer);
 	agg_hub_add_link(srv->hub, bev, peer);
+}
+
+/* The TLS handshake of an accepted connection finished. */
+static void server_tls_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct server_handshake *h = arg;
+	struct server *srv = h->l->srv;
+	char peer[64];
+
+	h->tls = NULL;
+	snprintf(peer, sizeof(peer), "%s", h->peer);
+	if (bev == NULL)
+		agg_log_info("TLS handshake with %s on %s failed: %s", peer,
+		    h->l->url.text, error);
+	server_handshake_free(srv, h);
+	if (bev != NULL)
+		server_take_link(srv, bev, peer);
+}
+
+/* An accepted connection: a link for the hub to authenticate, after the
+ * listener's TLS handshake. */
+static void server_accept_cb(struct bufferevent *bev, const char *peer,
+    void *arg)
+{
+	struct server_listener *l = arg;
+	struct server *srv = l->srv;
+	struct server_handshake *h;
+	char err[256];
+
+	if (srv->stopping || l->url.scheme == AGG_URL_TCP) {
+		server_take_link(srv, bev, peer);
+		return;
+	}
+	if (srv->nhandshakes >= SERVER_MAX_HANDSHAKES ||
+	    (h = calloc(1, sizeof(*h))) == NULL) {
+		agg_log_info("link from %s refused: too many handshakes", peer);
+		bufferevent_free(bev);
+		return;
+	}
+	h->l = l;
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	TAILQ_INSERT_TAIL(&srv->handshakes, h, entry);
+	srv->nhandshakes++;
+	h->tls = agg_tls_start(srv->base, srv->tls, bev, NULL,
+	    SERVER_HANDSHAKE_MS, server_tls_done_cb, h, err, sizeof(err));
+	if (h->tls == NULL) {
+		agg_log_info("link from %s: %s", peer, err);
+		server_handshake_free(srv, h);
+	}
 }
 
 /* The shutdown took too long: leave the loop anyway. */
@@ -470,8 +594,10 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	srv->stopping = true;
 	agg_log_info("%s: shutting down", strsignal((int)sig));
 	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
+		agg_tcp_listener_free(srv->listeners[i].tcp);
 	srv->nlisteners = 0;
+	while (!TAILQ_EMPTY(&srv->handshakes))
+		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
 	evtimer_add(srv->stop_timer, &tv);
 	event_active(srv->reap, 0, 0);
 }
@@ -525,10 +651,28 @@ static void server_setup(struct server *srv, struct server_args *a,
 	    evsignal_add(srv->sigterm, NULL) != 0)
 		server_fatal("out of memory");
 	srv->max_streams = server_stream_limit();
+	TAILQ_INIT(&srv->handshakes);
+	if (server_args_need_tls(a)) {
+		struct agg_tls_options o = {
+			.ca_file = a->client_ca_file,
+			.cert_file = a->cert_file,
+			.key_file = a->key_file,
+			.secret = key,
+			.secret_len = key_len,
+		};
+
+		if ((srv->tls = agg_tls_server_new(&o, err, sizeof(err))) ==
+		    NULL)
+			server_fatal("%s", err);
+	}
 	for (i = 0; i < a->nurls; i++) {
-		srv->listeners[i] = agg_tcp_listen(srv->base, &a->urls[i],
-		    server_accept_cb, srv, err, sizeof(err));
-		if (srv->listeners[i] == NULL)
+		struct server_listener *l = &srv->listeners[i];
+
+		l->srv = srv;
+		l->url = a->urls[i];
+		l->tcp = agg_tcp_listen(srv->base, &a->urls[i],
+		    server_accept_cb, l, err, sizeof(err));
+		if (l->tcp == NULL)
 			server_fatal("%s", err);
 		srv->nlisteners++;
 	}
@@ -546,7 +690,10 @@ static void server_teardown(struct server *srv)
 	size_t i;
 
 	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
+		agg_tcp_listener_free(srv->listeners[i].tcp);
+	while (!TAILQ_EMPTY(&srv->handshakes))
+		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
+	agg_tls_free(srv->tls);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
 	event_free(srv->sigint);

@@ -35,6 +35,7 @@
 #include "agg/url.h"
 #include "ifaces.h"
 #include "tcp.h"
+#include "tls.h"
 
 #define LS_MAX_SLOTS 32          /* a session takes at most 32 links */
 #define LS_MAX_ADDRS 16          /* addresses kept per server URL */
@@ -94,6 +95,7 @@ struct ls_slot {
 	size_t next;                   /* candidate to dial next */
 	struct ls_target cur;          /* what is being dialled or linked */
 	struct agg_tcp_connect *conn;
+	struct agg_tls_handshake *tls_hs;  /* tls://, wss:// */
 	struct agg_link *link;
 	struct event *timer;           /* backoff */
 	unsigned backoff_ms;
@@ -123,9 +125,11 @@ struct agg_linkset {
 };
 
 static void ls_tcp_wrap(struct ls_slot *slot, struct bufferevent *bev);
+static void ls_tls_wrap(struct ls_slot *slot, struct bufferevent *bev);
 
 static const struct ls_scheme ls_schemes[] = {
 	{ AGG_URL_TCP, ls_tcp_wrap },
+	{ AGG_URL_TLS, ls_tls_wrap },
 };
 
 static const char *const ls_filter_names[] = {
@@ -215,6 +219,7 @@ void agg_linkset_config_init(struct agg_linkset_config *cfg)
 	cfg->filter = AGG_FILTER_INTERFACE_IP;
 	cfg->family = 0;
 	cfg->connect_timeout_ms = 10000;
+	cfg->handshake_timeout_ms = 10000;
 	cfg->backoff_min_ms = 250;
 	cfg->backoff_max_ms = 10000;
 }
@@ -373,6 +378,12 @@ static void ls_link_name(const struct ls_slot *s, char *out, size_t outlen)
 	snprintf(out, outlen, "%s@%s->%s", s->iface, src, dst);
 }
 
+/* Whether the slot is dialling, handshaking or linked. */
+static int ls_slot_busy(const struct ls_slot *s)
+{
+	return s->conn != NULL || s->tls_hs != NULL || s->link != NULL;
+}
+
 /* Detaches the slot's link and closes it with a reason. */
 static void ls_slot_drop_link(struct ls_slot *s, const char *reason)
 {
@@ -396,6 +407,7 @@ static void ls_slot_free(struct ls_slot *s, const char *reason)
 		agg_log_debug("slot %s dropped: %s", s->iface, reason);
 	if (s->conn != NULL)
 		agg_tcp_connect_cancel(s->conn);
+	agg_tls_cancel(s->tls_hs);
 	ls_slot_drop_link(s, reason != NULL ? reason : "link no longer wanted");
 	TAILQ_REMOVE(&ls->slots, s, entry);
 	event_free(s->timer);
@@ -457,6 +469,32 @@ static void ls_tcp_wrap(struct ls_slot *s, struct bufferevent *bev)
 	ls_slot_ready(s, bev);
 }
 
+/* The TLS handshake of a tls:// link finished. */
+static void ls_tls_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct ls_slot *s = arg;
+
+	s->tls_hs = NULL;
+	if (bev == NULL) {
+		ls_slot_failed(s, error);
+		return;
+	}
+	ls_slot_ready(s, bev);
+}
+
+/* tls:// puts TLS on the TCP connection, checking the URL's host. */
+static void ls_tls_wrap(struct ls_slot *s, struct bufferevent *bev)
+{
+	char err[256];
+
+	s->tls_hs = agg_tls_start(s->ls->base, s->ls->cfg.tls, bev,
+	    s->cur.srv->url.host, s->ls->cfg.handshake_timeout_ms,
+	    ls_tls_done_cb, s, err, sizeof(err));
+	if (s->tls_hs == NULL)
+		ls_slot_failed(s, err);
+}
+
 /* The TCP connect finished. */
 static void ls_slot_connect_cb(struct bufferevent *bev, const char *error,
     void *arg)
@@ -487,7 +525,7 @@ static void ls_slot_dial(struct ls_slot *s)
 	const struct sockaddr *dst;
 	char err[256];
 
-	if (s->conn != NULL || s->link != NULL || s->ncand == 0)
+	if (ls_slot_busy(s) || s->ncand == 0)
 		return;
 	evtimer_del(s->timer);
 	if (agg_session_is_closed(ls->session))
@@ -732,8 +770,7 @@ static void ls_reconcile(struct agg_linkset *ls)
 		if (!s->seen)
 			continue;
 		ls_slot_check_source(s);
-		if (s->link == NULL && s->conn == NULL &&
-		    !evtimer_pending(s->timer, NULL))
+		if (!ls_slot_busy(s) && !evtimer_pending(s->timer, NULL))
 			ls_slot_dial(s);
 	}
 	ls_check_reachable(ls);
@@ -954,6 +991,12 @@ int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
 	char label[300];
 	int r;
 
+	if ((url->scheme == AGG_URL_TLS || url->scheme == AGG_URL_WSS) &&
+	    ls->cfg.tls == NULL) {
+		snprintf(err, errlen, "%s:// links need TLS settings",
+		    agg_url_scheme_name(url->scheme));
+		return -1;
+	}
 	if ((scheme = ls_scheme_find(url->scheme)) == NULL) {
 		snprintf(err, errlen, "%s:// links are not supported yet",
 		    agg_url_scheme_name(url->scheme));

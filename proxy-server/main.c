@@ -28,6 +28,7 @@
 #include "policy.h"
 #include "tcp.h"
 #include "tls.h"
+#include "ws.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -156,6 +157,7 @@ struct server_handshake {
 	TAILQ_ENTRY(server_handshake) entry;
 	struct server_listener *l;
 	struct agg_tls_handshake *tls;
+	struct agg_ws_handshake *ws;
 	char peer[64];
 };
 
@@ -205,9 +207,6 @@ static void server_args_add_url(struct server_args *a, const char *text)
 	u = &a->urls[a->nurls];
 	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
 		server_usage_error("%s", err);
-	if (u->scheme != AGG_URL_TCP && u->scheme != AGG_URL_TLS)
-		server_usage_error("%s:// listeners are not supported yet",
-		    agg_url_scheme_name(u->scheme));
 	a->nurls++;
 }
 
@@ -499,6 +498,7 @@ static void server_handshake_free(struct server *srv,
 	TAILQ_REMOVE(&srv->handshakes, h, entry);
 	srv->nhandshakes--;
 	agg_tls_cancel(h->tls);
+	agg_ws_cancel(h->ws);
 	free(h);
 }
 
@@ -514,6 +514,36 @@ static void server_take_link(struct server *srv, struct bufferevent *bev,
 	agg_hub_add_link(srv->hub, bev, peer);
 }
 
+/* The WebSocket upgrade of an accepted connection finished. */
+static void server_ws_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct server_handshake *h = arg;
+	struct server *srv = h->l->srv;
+	char peer[64];
+
+	h->ws = NULL;
+	snprintf(peer, sizeof(peer), "%s", h->peer);
+	if (bev == NULL)
+		agg_log_info("WebSocket upgrade from %s on %s failed: %s",
+		    peer, h->l->url.text, error);
+	server_handshake_free(srv, h);
+	if (bev != NULL)
+		server_take_link(srv, bev, peer);
+}
+
+/* Starts the upgrade on a ws:// or wss:// connection. */
+static void server_ws_start(struct server_handshake *h,
+    struct bufferevent *bev)
+{
+	struct server *srv = h->l->srv;
+
+	h->ws = agg_ws_server_start(srv->base, bev, h->l->url.path,
+	    SERVER_HANDSHAKE_MS, server_ws_done_cb, h);
+	if (h->ws == NULL)
+		server_handshake_free(srv, h);
+}
+
 /* The TLS handshake of an accepted connection finished. */
 static void server_tls_done_cb(struct bufferevent *bev, const char *error,
     void *arg)
@@ -523,6 +553,10 @@ static void server_tls_done_cb(struct bufferevent *bev, const char *error,
 	char peer[64];
 
 	h->tls = NULL;
+	if (bev != NULL && h->l->url.scheme == AGG_URL_WSS) {
+		server_ws_start(h, bev);
+		return;
+	}
 	snprintf(peer, sizeof(peer), "%s", h->peer);
 	if (bev == NULL)
 		agg_log_info("TLS handshake with %s on %s failed: %s", peer,
@@ -556,6 +590,10 @@ static void server_accept_cb(struct bufferevent *bev, const char *peer,
 	snprintf(h->peer, sizeof(h->peer), "%s", peer);
 	TAILQ_INSERT_TAIL(&srv->handshakes, h, entry);
 	srv->nhandshakes++;
+	if (l->url.scheme == AGG_URL_WS) {
+		server_ws_start(h, bev);
+		return;
+	}
 	h->tls = agg_tls_start(srv->base, srv->tls, bev, NULL,
 	    SERVER_HANDSHAKE_MS, server_tls_done_cb, h, err, sizeof(err));
 	if (h->tls == NULL) {

@@ -36,6 +36,7 @@
 #include "ifaces.h"
 #include "tcp.h"
 #include "tls.h"
+#include "ws.h"
 
 #define LS_MAX_SLOTS 32          /* a session takes at most 32 links */
 #define LS_MAX_ADDRS 16          /* addresses kept per server URL */
@@ -96,6 +97,7 @@ struct ls_slot {
 	struct ls_target cur;          /* what is being dialled or linked */
 	struct agg_tcp_connect *conn;
 	struct agg_tls_handshake *tls_hs;  /* tls://, wss:// */
+	struct agg_ws_handshake *ws_hs;    /* ws://, wss:// */
 	struct agg_link *link;
 	struct event *timer;           /* backoff */
 	unsigned backoff_ms;
@@ -125,11 +127,13 @@ struct agg_linkset {
 };
 
 static void ls_tcp_wrap(struct ls_slot *slot, struct bufferevent *bev);
-static void ls_tls_wrap(struct ls_slot *slot, struct bufferevent *bev);
+static void ls_layers_wrap(struct ls_slot *slot, struct bufferevent *bev);
 
 static const struct ls_scheme ls_schemes[] = {
 	{ AGG_URL_TCP, ls_tcp_wrap },
-	{ AGG_URL_TLS, ls_tls_wrap },
+	{ AGG_URL_TLS, ls_layers_wrap },
+	{ AGG_URL_WS, ls_layers_wrap },
+	{ AGG_URL_WSS, ls_layers_wrap },
 };
 
 static const char *const ls_filter_names[] = {
@@ -381,7 +385,8 @@ static void ls_link_name(const struct ls_slot *s, char *out, size_t outlen)
 /* Whether the slot is dialling, handshaking or linked. */
 static int ls_slot_busy(const struct ls_slot *s)
 {
-	return s->conn != NULL || s->tls_hs != NULL || s->link != NULL;
+	return s->conn != NULL || s->tls_hs != NULL || s->ws_hs != NULL ||
+	    s->link != NULL;
 }
 
 /* Detaches the slot's link and closes it with a reason. */
@@ -408,6 +413,7 @@ static void ls_slot_free(struct ls_slot *s, const char *reason)
 	if (s->conn != NULL)
 		agg_tcp_connect_cancel(s->conn);
 	agg_tls_cancel(s->tls_hs);
+	agg_ws_cancel(s->ws_hs);
 	ls_slot_drop_link(s, reason != NULL ? reason : "link no longer wanted");
 	TAILQ_REMOVE(&ls->slots, s, entry);
 	event_free(s->timer);
@@ -469,7 +475,36 @@ static void ls_tcp_wrap(struct ls_slot *s, struct bufferevent *bev)
 	ls_slot_ready(s, bev);
 }
 
-/* The TLS handshake of a tls:// link finished. */
+/* The WebSocket upgrade of a ws:// or wss:// link finished. */
+static void ls_ws_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct ls_slot *s = arg;
+
+	s->ws_hs = NULL;
+	if (bev == NULL) {
+		ls_slot_failed(s, error);
+		return;
+	}
+	ls_slot_ready(s, bev);
+}
+
+/* ws:// and wss:// ask for the upgrade on the URL's path. */
+static void ls_ws_upgrade(struct ls_slot *s, struct bufferevent *bev)
+{
+	const struct agg_url *url = &s->cur.srv->url;
+	int v6 = strchr(url->host, ':') != NULL;
+	char host[300];
+
+	snprintf(host, sizeof(host), "%s%s%s:%s", v6 ? "[" : "", url->host,
+	    v6 ? "]" : "", url->port);
+	s->ws_hs = agg_ws_client_start(s->ls->base, bev, host, url->path,
+	    s->ls->cfg.handshake_timeout_ms, ls_ws_done_cb, s);
+	if (s->ws_hs == NULL)
+		ls_slot_failed(s, "out of memory");
+}
+
+/* The TLS handshake of a tls:// or wss:// link finished. */
 static void ls_tls_done_cb(struct bufferevent *bev, const char *error,
     void *arg)
 {
@@ -480,14 +515,22 @@ static void ls_tls_done_cb(struct bufferevent *bev, const char *error,
 		ls_slot_failed(s, error);
 		return;
 	}
-	ls_slot_ready(s, bev);
+	if (s->cur.srv->url.scheme == AGG_URL_WSS)
+		ls_ws_upgrade(s, bev);
+	else
+		ls_slot_ready(s, bev);
 }
 
-/* tls:// puts TLS on the TCP connection, checking the URL's host. */
-static void ls_tls_wrap(struct ls_slot *s, struct bufferevent *bev)
+/* tls:// and wss:// put TLS on the TCP connection, checking the URL's
+ * host; ws:// goes straight to the upgrade. */
+static void ls_layers_wrap(struct ls_slot *s, struct bufferevent *bev)
 {
 	char err[256];
 
+	if (s->cur.srv->url.scheme == AGG_URL_WS) {
+		ls_ws_upgrade(s, bev);
+		return;
+	}
 	s->tls_hs = agg_tls_start(s->ls->base, s->ls->cfg.tls, bev,
 	    s->cur.srv->url.host, s->ls->cfg.handshake_timeout_ms,
 	    ls_tls_done_cb, s, err, sizeof(err));

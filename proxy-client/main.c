@@ -26,6 +26,7 @@
 #include "agg/url.h"
 #include "client.h"
 #include "front.h"
+#include "httpproxy.h"
 #include "linkset.h"
 #include "socks.h"
 #include "stdpipe.h"
@@ -61,6 +62,7 @@ struct client {
 	const char *key_file, *users_file;
 	const char *ca_file, *cert_file, *cert_key_file;
 	struct agg_tls *tls;       /* for tls:// and wss:// servers */
+	struct agg_http_proxy http_proxy;
 	struct socks_users *users;
 	struct front_spec *specs;
 	size_t nspecs;
@@ -130,7 +132,11 @@ static const char usage_text[] =
 "                     Without --ca and --cert, -k also gives TLS 1.3 an\n"
 "                     external PSK, so no certificates are needed.\n"
 "\n"
-"Not available in this version: --http-proxy,\n"
+"  --http-proxy http://HOST:PORT\n"
+"                     reach the server through this HTTP proxy (CONNECT);\n"
+"                     every link goes through it, of any scheme\n"
+"\n"
+"Not available in this version:\n"
 "--monitor, --no-monitor, --speed-test, --time, --json, --dump, --config,\n"
 "--show-config.\n";
 
@@ -141,6 +147,7 @@ enum {
 	OPT_CA,
 	OPT_CERT,
 	OPT_CERT_KEY,
+	OPT_HTTP_PROXY,
 	OPT_UNAVAILABLE,
 };
 
@@ -152,7 +159,7 @@ static const struct option client_options[] = {
 	{ "ca", required_argument, NULL, OPT_CA },
 	{ "cert", required_argument, NULL, OPT_CERT },
 	{ "key", required_argument, NULL, OPT_CERT_KEY },
-	{ "http-proxy", required_argument, NULL, OPT_UNAVAILABLE },
+	{ "http-proxy", required_argument, NULL, OPT_HTTP_PROXY },
 	{ "monitor", no_argument, NULL, OPT_UNAVAILABLE },
 	{ "no-monitor", no_argument, NULL, OPT_UNAVAILABLE },
 	{ "speed-test", no_argument, NULL, OPT_UNAVAILABLE },
@@ -590,6 +597,12 @@ static int client_parse(struct client *c, int argc, char **argv)
 			break;
 		case OPT_CERT_KEY:
 			c->cert_key_file = optarg;
+			break;
+		case OPT_HTTP_PROXY:
+			if (agg_http_proxy_parse(optarg, &c->http_proxy, err,
+			    sizeof(err)) != 0)
+				return client_usage_error("%s", err);
+			c->lscfg.http_proxy = &c->http_proxy;
 			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "

@@ -21,6 +21,7 @@ struct agg_linkset;
 struct agg_iface_list;
 struct agg_sockaddr;
 struct agg_tls;
+struct agg_http_proxy;
 
 enum agg_link_filter {
 	AGG_FILTER_ANY,                 /* every interface x every address */
@@ -37,6 +38,8 @@ struct agg_linkset_config {
 	unsigned connect_timeout_ms;
 	unsigned backoff_min_ms, backoff_max_ms;
 	struct agg_tls *tls;        /* tls:// and wss:// links (not owned) */
+	const struct agg_http_proxy *http_proxy; /* links go through this
+	                               proxy (HTTP CONNECT), or NULL */
 	unsigned handshake_timeout_ms; /* TLS and WebSocket handshakes */
 };
 

@@ -6,7 +6,8 @@
 # carries 64 MiB through SOCKS intact, also while each link in turn is cut
 # (ss -K); certificate mode with a CA and mutual TLS; refusals with their
 # messages: wrong CA, wrong host name, expired certificate, wrong PSK,
-# plain TCP to a TLS port, missing client certificate.
+# plain TCP to a TLS port, missing client certificate; every scheme
+# through an HTTP CONNECT proxy (--http-proxy).
 # Usage: tls_ws_links.sh BUILDDIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -168,12 +169,80 @@ done
 kill "$client_pid"
 wait "$client_pid" 2>/dev/null || true
 
+# --http-proxy: every link through an HTTP CONNECT proxy (written here; it
+# logs each CONNECT and refuses the tcp port with 403).
+cat > "$tmp/cproxy.py" <<'PYEOF'
+import asyncio, sys
+port, refuse = int(sys.argv[1]), sys.argv[2]
+async def pipe(r, w):
+    try:
+        while True:
+            d = await r.read(262144)
+            if not d:
+                break
+            w.write(d)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(r, w):
+    head = await r.readuntil(b"\r\n\r\n")
+    target = head.split(b" ")[1].decode()
+    print("CONNECT", target, flush=True)
+    if target.endswith(":" + refuse):
+        w.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await w.drain()
+        w.close()
+        return
+    host, p = target.rsplit(":", 1)
+    ur, uw = await asyncio.open_connection(host, int(p))
+    w.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await w.drain()
+    await asyncio.gather(pipe(r, uw), pipe(ur, w))
+async def main():
+    s = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    async with s:
+        await s.serve_forever()
+asyncio.run(main())
+PYEOF
+proxy_port=$(free_port)
+/usr/bin/python3 "$tmp/cproxy.py" "$proxy_port" "$tcp_port" \
+	>"$tmp/proxy.log" 2>&1 &
+pids+=($!)
+wait_line "$tmp/proxy.log" ready || fail "CONNECT proxy did not start"
+"$client_bin" -v -D "127.0.0.1:$socks_port" -k "$tmp/secret" \
+	--http-proxy "http://127.0.0.1:$proxy_port" \
+	"tls://127.0.0.1:$tls_port" "wss://127.0.0.1:$wss_port/agg" \
+	"ws://127.0.0.1:$ws_port/agg" "tcp://127.0.0.1:$tcp_port" \
+	>"$tmp/proxyclient.log" 2>&1 &
+client_pid=$!
+pids+=($client_pid)
+wait_line "$tmp/proxyclient.log" "connected: 3 links up" || {
+	cat "$tmp/proxyclient.log" >&2
+	fail "links through the HTTP proxy did not come up"
+}
+fetch || fail "download through the HTTP proxy"
+[ "$(sha256sum < "$tmp/out")" = "$want" ] || fail "differs (proxy)"
+for port in $tls_port $wss_port $ws_port; do
+	grep -qx "CONNECT 127.0.0.1:$port" "$tmp/proxy.log" ||
+		fail "no CONNECT to $port"
+done
+ok "--http-proxy: tls, wss and ws links through CONNECT, 64 MiB intact"
+wait_line "$tmp/proxyclient.log" "cannot reach tcp://127.0.0.1:$tcp_port via lo: HTTP proxy refused CONNECT 127.0.0.1:$tcp_port: HTTP/1.1 403 Forbidden" ||
+	fail "no message for the refused CONNECT"
+ok "--http-proxy: a refused CONNECT is named ('HTTP/1.1 403 Forbidden')"
+kill "$client_pid"
+wait "$client_pid" 2>/dev/null || true
+
 # --- refusals --------------------------------------------------------------
 # expect_client LOGLINE CLIENT-ARGS...: the client logs exactly LOGLINE.
 expect_client() {
-	local line=$1
+	local line=$1 port
 	shift
-	"$client_bin" -D "127.0.0.1:$(free_port)" "$@" \
+	port=$(free_port)
+	"$client_bin" -D "127.0.0.1:$port" "$@" \
 		>"$tmp/refused.log" 2>&1 &
 	local p=$!
 	pids+=($p)
@@ -264,7 +333,8 @@ wait_line "$tmp/mtlsclient.log" "connected: 1 link up" ||
 	fail "mutual TLS link did not come up"
 kill "$p"
 wait "$p" 2>/dev/null || true
-"$client_bin" -D "127.0.0.1:$(free_port)" -k "$tmp/secret" \
+nocert_port=$(free_port)
+"$client_bin" -D "127.0.0.1:$nocert_port" -k "$tmp/secret" \
 	--ca "$c/ca.crt" "tls://127.0.0.1:$mtls_port" \
 	>"$tmp/nocert.log" 2>&1 &
 p=$!

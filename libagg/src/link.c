@@ -84,6 +84,11 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	/* Whole frames per write call rather than libevent's 16 KiB. */
 	bufferevent_set_max_single_write(bev, 256 * 1024);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* Bytes a transport read during its own handshake (the end of a TLS
+	 * handshake) are there already: no readiness event announces them. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 	agg_link_schedule_timer(link, (uint64_t)handshake_ms * 1000u);
 	return link;
 }

@@ -29,8 +29,16 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "readmore.h"
+
 /* The PSK's ciphersuites must share its hash (SHA-256). */
 #define TLS_PSK_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+/* Bytes per socket read or write, and TLS records queued below TLS. */
+#define TLS_IO_MAX (256 * 1024)
+
+/* libevent's own read callback of the socket below TLS (the same function
+ * for every connection; its argument stays the connection's). */
+static bufferevent_data_cb tls_below_readcb;
 
 struct agg_tls {
 	SSL_CTX *ctx;
@@ -356,12 +364,30 @@ static void tls_handshake_free(struct agg_tls_handshake *h)
 	free(h);
 }
 
+/* Sends what TLS queued below it (an alert) before the connection goes:
+ * one write, whatever would block is dropped. */
+static void tls_flush_below(struct bufferevent *bev)
+{
+	struct bufferevent *tcp = bufferevent_get_underlying(bev);
+	struct evbuffer *out;
+
+	if (tcp == NULL || bufferevent_getfd(tcp) < 0)
+		return;
+	out = bufferevent_get_output(tcp);
+	if (evbuffer_get_length(out) == 0)
+		return;
+	/* The socket bufferevent freezes its output's front. */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(tcp));
+}
+
 /* The handshake failed: closes the connection and says why. */
 static void tls_handshake_fail(struct agg_tls_handshake *h, const char *why)
 {
 	agg_tls_done_cb cb = h->cb;
 	void *arg = h->arg;
 
+	tls_flush_below(h->bev);
 	bufferevent_free(h->bev);
 	tls_handshake_free(h);
 	cb(NULL, why, arg);
@@ -446,6 +472,34 @@ static void tls_describe_failure(struct agg_tls_handshake *h, short what,
 		    evutil_socket_error_to_string(sock_err));
 }
 
+/* The socket below TLS is readable: read more, then let TLS decrypt. */
+static void tls_below_read_cb(struct bufferevent *tcp, void *arg)
+{
+	agg_read_more(tcp);
+	tls_below_readcb(tcp, arg);
+}
+
+/* Puts tls_below_read_cb in front of libevent's read callback of the
+ * socket below an open TLS bufferevent. */
+static void tls_hook_reads(struct bufferevent *bev)
+{
+	struct bufferevent *tcp = bufferevent_get_underlying(bev);
+	bufferevent_data_cb readcb, writecb;
+	bufferevent_event_cb eventcb;
+	void *cbarg;
+
+	if (tcp == NULL)
+		return;
+	bufferevent_getcb(tcp, &readcb, &writecb, &eventcb, &cbarg);
+	if (readcb == NULL || readcb == tls_below_read_cb)
+		return;
+	if (tls_below_readcb == NULL)
+		tls_below_readcb = readcb;
+	if (readcb != tls_below_readcb)
+		return;
+	bufferevent_setcb(tcp, tls_below_read_cb, writecb, eventcb, cbarg);
+}
+
 /* The handshake finished or failed. */
 static void tls_handshake_event_cb(struct bufferevent *bev, short what,
     void *arg)
@@ -461,6 +515,7 @@ static void tls_handshake_event_cb(struct bufferevent *bev, short what,
 		/* A link that ends without close_notify ends all the same. */
 		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 		SSL_set_app_data(bufferevent_openssl_get_ssl(bev), NULL);
+		tls_hook_reads(bev);
 		cb = h->cb;
 		cb_arg = h->arg;
 		tls_handshake_free(h);
@@ -504,19 +559,9 @@ struct agg_tls_handshake *agg_tls_start(struct event_base *base,
     size_t errlen)
 {
 	struct agg_tls_handshake *h = NULL;
-	evutil_socket_t fd = bufferevent_getfd(tcp);
 	struct timeval tv;
 	SSL *ssl = NULL;
 
-	if (fd < 0 || evbuffer_get_length(bufferevent_get_input(tcp)) > 0) {
-		snprintf(err, errlen, "cannot start TLS on this connection");
-		bufferevent_free(tcp);
-		return NULL;
-	}
-	/* The socket moves to the TLS bufferevent. */
-	bufferevent_disable(tcp, EV_READ | EV_WRITE);
-	bufferevent_setfd(tcp, -1);
-	bufferevent_free(tcp);
 	if ((h = calloc(1, sizeof(*h))) == NULL ||
 	    (h->timer = evtimer_new(base, tls_handshake_timer_cb, h)) == NULL ||
 	    (ssl = SSL_new(tls->ctx)) == NULL)
@@ -527,11 +572,20 @@ struct agg_tls_handshake *agg_tls_start(struct event_base *base,
 	SSL_set_app_data(ssl, h);
 	if (!tls->server && tls_set_peer_name(ssl, host) != 0)
 		goto fail;
-	h->bev = bufferevent_openssl_socket_new(base, fd, ssl, tls->server ?
+	/* Records pile up in the socket bufferevent's output and leave in
+	 * large writes; reads take whatever the socket holds. Past the
+	 * watermark, plaintext waits above TLS, where the link counts it. */
+	bufferevent_setcb(tcp, NULL, NULL, NULL, NULL);
+	bufferevent_set_max_single_read(tcp, TLS_IO_MAX);
+	bufferevent_set_max_single_write(tcp, TLS_IO_MAX);
+	bufferevent_setwatermark(tcp, EV_WRITE, 0, TLS_IO_MAX);
+	h->bev = bufferevent_openssl_filter_new(base, tcp, ssl, tls->server ?
 	    BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (h->bev == NULL)
 		goto fail;
+	tcp = NULL;
+	ssl = NULL;
 	bufferevent_setcb(h->bev, NULL, NULL, tls_handshake_event_cb, h);
 	bufferevent_enable(h->bev, EV_READ | EV_WRITE);
 	tv.tv_sec = (time_t)(timeout_ms / 1000);
@@ -540,12 +594,9 @@ struct agg_tls_handshake *agg_tls_start(struct event_base *base,
 	return h;
 fail:
 	snprintf(err, errlen, "cannot start TLS: %s", tls_last_error());
-	if (h != NULL && h->bev != NULL) {
-		bufferevent_free(h->bev);
-	} else {
-		SSL_free(ssl);
-		evutil_closesocket(fd);
-	}
+	SSL_free(ssl);
+	if (tcp != NULL)
+		bufferevent_free(tcp);
 	if (h != NULL && h->timer != NULL)
 		event_free(h->timer);
 	free(h);

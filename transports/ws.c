@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 
 #include "agg/log.h"
+#include "readmore.h"
 #include "wsframe.h"
 
 #define WS_HEAD_MAX 8192                 /* HTTP request or response */
@@ -307,6 +308,38 @@ static void ws_link_free(void *arg)
 	free(c);
 }
 
+/* libevent's read callback of a filter's lower bufferevent (the same
+ * function for every filter; its argument stays the filter's). */
+static bufferevent_data_cb ws_lower_readcb;
+
+/* The plain socket below the framing is readable: read more first. */
+static void ws_lower_read_cb(struct bufferevent *lower, void *arg)
+{
+	agg_read_more(lower);
+	ws_lower_readcb(lower, arg);
+}
+
+/* Puts ws_lower_read_cb in front of the filter's read callback on a plain
+ * socket (TLS below reads large pieces itself). */
+static void ws_hook_reads(struct bufferevent *lower)
+{
+	bufferevent_data_cb readcb, writecb;
+	bufferevent_event_cb eventcb;
+	void *cbarg;
+
+	if (bufferevent_get_underlying(lower) != NULL ||
+	    bufferevent_getfd(lower) < 0)
+		return;
+	bufferevent_getcb(lower, &readcb, &writecb, &eventcb, &cbarg);
+	if (readcb == NULL || readcb == ws_lower_read_cb)
+		return;
+	if (ws_lower_readcb == NULL)
+		ws_lower_readcb = readcb;
+	if (readcb != ws_lower_readcb)
+		return;
+	bufferevent_setcb(lower, ws_lower_read_cb, writecb, eventcb, cbarg);
+}
+
 /* Puts the framing on an upgraded connection. */
 struct bufferevent *agg_ws_wrap(struct event_base *base,
     struct bufferevent *lower, int server)
@@ -334,6 +367,7 @@ struct bufferevent *agg_ws_wrap(struct event_base *base,
 		bufferevent_free(lower);
 		return NULL;
 	}
+	ws_hook_reads(lower);
 	bufferevent_enable(lower, EV_READ | EV_WRITE);
 	/* Frames that came with the upgrade answer. */
 	if (evbuffer_get_length(bufferevent_get_input(lower)) > 0)
@@ -628,6 +662,10 @@ static struct agg_ws_handshake *ws_handshake_new(struct event_base *base,
 	    ws_handshake_event_cb, h);
 	bufferevent_setwatermark(lower, EV_READ, 0, WS_HEAD_MAX + 1);
 	bufferevent_enable(lower, EV_READ | EV_WRITE);
+	/* What TLS read with its handshake's end: no event announces it. */
+	if (evbuffer_get_length(bufferevent_get_input(lower)) > 0)
+		bufferevent_trigger(lower, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 	tv.tv_sec = (time_t)(timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
 	evtimer_add(h->timer, &tv);

@@ -804,8 +804,12 @@ static void client_free(struct client *c)
 		event_free(c->drain);
 	if (c->deadline != NULL)
 		event_free(c->deadline);
-	if (c->base != NULL)
+	/* Layered bufferevents (TLS) finish freeing in the loop; no other
+	 * event is left to run. */
+	if (c->base != NULL) {
+		event_base_loop(c->base, EVLOOP_NONBLOCK);
 		event_base_free(c->base);
+	}
 	socks_users_free(c->users);
 	explicit_bzero(c->key, sizeof(c->key));
 	free(c->fronts);

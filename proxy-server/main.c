@@ -731,14 +731,17 @@ static void server_teardown(struct server *srv)
 		agg_tcp_listener_free(srv->listeners[i].tcp);
 	while (!TAILQ_EMPTY(&srv->handshakes))
 		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
-	agg_tls_free(srv->tls);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
+	agg_tls_free(srv->tls);
 	event_free(srv->sigint);
 	event_free(srv->sigterm);
 	event_free(srv->stop_timer);
 	event_free(srv->reap);
 	evdns_base_free(srv->dns, 0);
+	/* Layered bufferevents (TLS) finish freeing in the loop; no other
+	 * event is left to run. */
+	event_base_loop(srv->base, EVLOOP_NONBLOCK);
 	event_base_free(srv->base);
 }
 

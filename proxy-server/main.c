@@ -100,7 +100,9 @@ static const char server_usage[] =
 "      --cert F --key F   tls:// and wss://: the server certificate (chain)\n"
 "                         and its key; without them TLS 1.3 uses a PSK\n"
 "                         derived from the -k secret\n"
-"      --client-ca F      require client certificates signed by this CA\n"
+"      --client-ca F      require client certificates signed by this CA;\n"
+"                         with only tls:// and wss:// listeners, -k may\n"
+"                         then be left out\n"
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
@@ -271,6 +273,21 @@ static bool server_args_need_tls(const struct server_args *a)
 	return false;
 }
 
+/* Whether every link must show a client certificate: --client-ca, and
+ * each -l is tls:// or wss:// (such a server may run without -k). */
+static bool server_args_all_mutual_tls(const struct server_args *a)
+{
+	size_t i;
+
+	if (a->client_ca_file == NULL || a->nurls == 0)
+		return false;
+	for (i = 0; i < a->nurls; i++)
+		if (a->urls[i].scheme != AGG_URL_TLS &&
+		    a->urls[i].scheme != AGG_URL_WSS)
+			return false;
+	return true;
+}
+
 /* Parses the command line; exits on --help, --version and errors. */
 static void server_parse_args(int argc, char *argv[], struct server_args *a)
 {
@@ -333,7 +350,8 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	if (a->secret_file != NULL && a->insecure)
 		server_usage_error("-k and --insecure-no-auth cannot be "
 		    "combined");
-	if (a->secret_file == NULL && !a->insecure)
+	if (a->secret_file == NULL && !a->insecure &&
+	    !server_args_all_mutual_tls(a))
 		server_usage_error("no secret: give -k SECRET_FILE, or "
 		    "--insecure-no-auth");
 	if ((a->cert_file == NULL) != (a->key_file == NULL))

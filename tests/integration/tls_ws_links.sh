@@ -344,4 +344,24 @@ wait_line "$tmp/mtls.log" "failed: the client sent no certificate" ||
 kill "$p"
 ok "mutual TLS: a client certificate joins; none: 'the client sent no certificate'"
 
+# Client certificates alone (no -k on either side).
+nokey_port=$(free_port)
+"$server_bin" -v -l "wss://127.0.0.1:$nokey_port/agg" --cert "$c/server.crt" \
+	--key "$c/server.key" --client-ca "$c/ca.crt" >"$tmp/nokey.log" 2>&1 &
+pids+=($!)
+wait_line "$tmp/nokey.log" "listening on wss://127.0.0.1:$nokey_port" ||
+	fail "server with --client-ca and no -k did not start"
+"$client_bin" -v -D "127.0.0.1:$socks_port" --ca "$c/ca.crt" \
+	--cert "$c/client.crt" --key "$c/client.key" \
+	"wss://127.0.0.1:$nokey_port/agg" >"$tmp/nokeyclient.log" 2>&1 &
+p=$!
+pids+=($p)
+wait_line "$tmp/nokeyclient.log" "connected: 1 link up" ||
+	fail "client certificate without -k did not join"
+fetch || fail "download with client certificates only"
+[ "$(sha256sum < "$tmp/out")" = "$want" ] || fail "differs (no -k)"
+kill "$p"
+wait "$p" 2>/dev/null || true
+ok "--client-ca without -k: a wss link with a client certificate, 64 MiB intact"
+
 echo "passed $passed"

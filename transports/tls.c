@@ -29,7 +29,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "readmore.h"
+#include "sockio.h"
 
 /* The PSK's ciphersuites must share its hash (SHA-256). */
 #define TLS_PSK_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
@@ -364,30 +364,14 @@ static void tls_handshake_free(struct agg_tls_handshake *h)
 	free(h);
 }
 
-/* Sends what TLS queued below it (an alert) before the connection goes:
- * one write, whatever would block is dropped. */
-static void tls_flush_below(struct bufferevent *bev)
-{
-	struct bufferevent *tcp = bufferevent_get_underlying(bev);
-	struct evbuffer *out;
-
-	if (tcp == NULL || bufferevent_getfd(tcp) < 0)
-		return;
-	out = bufferevent_get_output(tcp);
-	if (evbuffer_get_length(out) == 0)
-		return;
-	/* The socket bufferevent freezes its output's front. */
-	evbuffer_unfreeze(out, 1);
-	evbuffer_write(out, bufferevent_getfd(tcp));
-}
-
 /* The handshake failed: closes the connection and says why. */
 static void tls_handshake_fail(struct agg_tls_handshake *h, const char *why)
 {
 	agg_tls_done_cb cb = h->cb;
 	void *arg = h->arg;
 
-	tls_flush_below(h->bev);
+	/* The alert that tells the peer why. */
+	agg_last_flush(h->bev);
 	bufferevent_free(h->bev);
 	tls_handshake_free(h);
 	cb(NULL, why, arg);

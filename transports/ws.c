@@ -28,7 +28,7 @@
 #include <openssl/rand.h>
 
 #include "agg/log.h"
-#include "readmore.h"
+#include "sockio.h"
 #include "wsframe.h"
 
 #define WS_HEAD_MAX 8192                 /* HTTP request or response */
@@ -391,6 +391,8 @@ static void ws_handshake_fail(struct agg_ws_handshake *h, const char *why)
 	char msg[200];
 
 	snprintf(msg, sizeof(msg), "%s", why);
+	/* A refusal leaves even through TLS. */
+	agg_last_flush(h->lower);
 	bufferevent_free(h->lower);
 	ws_handshake_free(h);
 	cb(NULL, msg, arg);

@@ -279,8 +279,26 @@ cert_server() {
 		fail "certificate server did not start"
 }
 good_port=$(free_port)
+good_wss=$(free_port)
 cert_server "$good_port" "$tmp/good.log" --cert "$c/server.crt" \
-	--key "$c/server.key"
+	--key "$c/server.key" -l "wss://127.0.0.1:$good_wss/agg"
+status=$(curl -si --http1.1 --cacert "$c/ca.crt" \
+	"https://127.0.0.1:$good_wss/other" | head -1 | tr -d '\r')
+[ "$status" = "HTTP/1.1 404 Not Found" ] || fail "curl https /other: $status"
+cat > "$tmp/wssprobe.py" <<'PYEOF'
+import asyncio, ssl, sys, websockets
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    async with websockets.connect(sys.argv[1], ssl=ctx) as ws:
+        pong = await ws.ping(b"agg")
+        await asyncio.wait_for(pong, 5)
+        print("pong")
+asyncio.run(asyncio.wait_for(main(), 10))
+PYEOF
+out=$(/usr/bin/python3 "$tmp/wssprobe.py" "wss://127.0.0.1:$good_wss/agg" \
+	"$c/ca.crt" 2>&1) || fail "python3-websockets over wss: $out"
+[ "$out" = pong ] || fail "python3-websockets over wss said: $out"
+ok "wss with a certificate: python3-websockets gets its pong, curl https to another path gets 404"
 "$client_bin" -4 -v -D "127.0.0.1:$socks_port" -k "$tmp/secret" \
 	--ca "$c/ca.crt" "tls://localhost:$good_port" \
 	>"$tmp/certclient.log" 2>&1 &

@@ -1,7 +1,7 @@
 /*
- * readmore.c: large reads below a layer. See readmore.h.
+ * sockio.c: socket I/O below a layer. See sockio.h.
  */
-#include "readmore.h"
+#include "sockio.h"
 
 #include <string.h>
 #include <sys/socket.h>
@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 
 #define READ_MORE_TIMES 4
 #define READ_MORE_BYTES (64 * 1024)
@@ -50,4 +51,23 @@ void agg_read_more(struct bufferevent *bev)
 			break;
 	}
 	evbuffer_freeze(in, 0);
+}
+
+/* Pushes what bev queued down and writes the socket's share once. */
+void agg_last_flush(struct bufferevent *bev)
+{
+	struct bufferevent *below;
+	struct evbuffer *out;
+
+	while ((below = bufferevent_get_underlying(bev)) != NULL) {
+		bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
+		bev = below;
+	}
+	out = bufferevent_get_output(bev);
+	if (evbuffer_get_length(out) == 0 || bufferevent_getfd(bev) < 0 ||
+	    bufferevent_openssl_get_ssl(bev) != NULL)
+		return;
+	/* The socket bufferevent freezes its output's front. */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(bev));
 }

@@ -13,7 +13,6 @@
  */
 #include "ws.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,32 +158,33 @@ static void ws_control(struct ws_link *c, const struct ws_frame *f,
 	}
 }
 
-/* Moves n payload bytes of the current data frame to the link. */
-static void ws_take_payload(struct ws_link *c, struct evbuffer *src,
+/* Moves up to n payload bytes of the current data frame to the link;
+ * returns how many moved (0 only if out of memory). */
+static size_t ws_take_payload(struct ws_link *c, struct evbuffer *src,
     struct evbuffer *dst, size_t n)
 {
 	struct evbuffer_iovec v;
-	size_t k;
+	size_t k, moved = 0;
 
 	if (!c->masked) {
-		evbuffer_remove_buffer(src, dst, n);
+		if (evbuffer_remove_buffer(src, dst, n) != (int)n)
+			return 0;
+		moved = n;
 	} else {
-		while (n > 0) {
-			k = n > 65536 ? 65536 : n;
+		while (moved < n) {
+			k = n - moved > 65536 ? 65536 : n - moved;
 			if (evbuffer_reserve_space(dst, (ev_ssize_t)k, &v, 1) < 1)
 				break;
 			evbuffer_remove(src, v.iov_base, k);
-			ws_mask(v.iov_base, k, c->mask, c->offset);
+			ws_mask(v.iov_base, k, c->mask, c->offset + moved);
 			v.iov_len = k;
 			evbuffer_commit_space(dst, &v, 1);
-			c->offset += k;
-			c->remaining -= k;
-			n -= k;
+			moved += k;
 		}
-		return;
 	}
-	c->offset += n;
-	c->remaining -= n;
+	c->offset += moved;
+	c->remaining -= moved;
+	return moved;
 }
 
 /* Input filter: frames from the connection, bytes to the link. */
@@ -208,9 +208,8 @@ static enum bufferevent_filter_result ws_input_filter(struct evbuffer *src,
 				n = (size_t)c->remaining;
 			if (limit >= 0 && n > (size_t)limit - produced)
 				n = (size_t)limit - produced;
-			if (n == 0)
+			if (n == 0 || (n = ws_take_payload(c, src, dst, n)) == 0)
 				break;
-			ws_take_payload(c, src, dst, n);
 			produced += n;
 			continue;
 		}

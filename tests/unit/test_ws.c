@@ -346,6 +346,57 @@ START_TEST(test_unmasked_client_frame_rejected)
 }
 END_TEST
 
+START_TEST(test_fragments_and_ping_over_link)
+{
+	static const char req[] = "GET /link HTTP/1.1\r\nHost: x\r\n"
+	    "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	    "Sec-WebSocket-Version: 13\r\n\r\n";
+	/* "Hel" (binary, not final), a ping "hi", "lo" (final), all masked
+	 * with 37 fa 21 3d; then a close with code 1000. */
+	static const uint8_t frames[] = {
+	    0x02, 0x83, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d,
+	    0x89, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x5f, 0x93,
+	    0x80, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x5b, 0x95,
+	    0x88, 0x82, 0x37, 0xfa, 0x21, 0x3d, 0x34, 0x12 };
+	struct bufferevent *a, *b;
+	struct side srv = { 0 };
+	struct evbuffer *in;
+	size_t hl;
+
+	test_base = event_base_new();
+	test_done = 0;
+	srv.got = evbuffer_new();
+	make_pair(&a, &b);
+	ck_assert_ptr_nonnull(agg_ws_server_start(test_base, b, "/link", 5000,
+	    side_done_cb, &srv));
+	bufferevent_write(a, req, sizeof(req) - 1);
+	bufferevent_enable(a, EV_READ);
+	RUN_UNTIL(test_done == 1);
+	ck_assert_ptr_nonnull(srv.bev);
+	in = bufferevent_get_input(a);
+	RUN_UNTIL(evbuffer_search(in, "\r\n\r\n", 4, NULL).pos >= 0);
+	hl = (size_t)evbuffer_search(in, "\r\n\r\n", 4, NULL).pos + 4;
+	evbuffer_drain(in, hl);
+	/* Byte by byte: every partial header and payload is waited for. */
+	for (hl = 0; hl < sizeof(frames); hl++) {
+		bufferevent_write(a, frames + hl, 1);
+		event_base_loop(test_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	}
+	RUN_UNTIL(srv.eof);
+	ck_assert_uint_eq(evbuffer_get_length(srv.got), 5);
+	ck_assert(memcmp(evbuffer_pullup(srv.got, -1), "Hello", 5) == 0);
+	/* The pong (unmasked, "hi"), then the close echoed (1000). */
+	RUN_UNTIL(evbuffer_get_length(in) >= 8);
+	ck_assert(memcmp(evbuffer_pullup(in, 8), "\x8a\x02hi\x88\x02\x03\xe8",
+	    8) == 0);
+	bufferevent_free(srv.bev);
+	bufferevent_free(a);
+	evbuffer_free(srv.got);
+	event_base_free(test_base);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ws");
@@ -360,6 +411,7 @@ int main(void)
 	tcase_add_test(tc, test_link_over_socketpair);
 	tcase_add_test(tc, test_wrong_path_404);
 	tcase_add_test(tc, test_unmasked_client_frame_rejected);
+	tcase_add_test(tc, test_fragments_and_ping_over_link);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -168,6 +168,16 @@ for port in $tcp_port $tls_port $wss_port; do
 done
 kill "$client_pid"
 wait "$client_pid" 2>/dev/null || true
+# The client's last CLOSE frames left over tls and wss as over tcp.
+closed_links() {
+	[ "$(grep -c 'up -> closed: closed by peer: client shutting down' \
+		"$tmp/server.log")" -ge 3 ]
+}
+wait_for closed_links || {
+	grep "closed" "$tmp/server.log" >&2
+	fail "the server did not get the client's CLOSE on every link"
+}
+ok "the client's CLOSE reaches the server on its tcp, tls and wss links"
 
 # --http-proxy: every link through an HTTP CONNECT proxy (written here; it
 # logs each CONNECT and refuses the tcp port with 403).

@@ -124,9 +124,15 @@ static void ws_fail(struct ws_link *c, const char *why, unsigned code)
 static void ws_notify_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ws_link *c = arg;
+	bufferevent_event_cb eventcb = NULL;
 
 	(void)fd;
 	(void)what;
+	/* A link that freed the filter meanwhile left no callbacks (and the
+	 * filter waits for its finalizer, which frees this event). */
+	bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+	if (eventcb == NULL)
+		return;
 	errno = c->notify_errno;
 	bufferevent_trigger_event(c->bev, c->notify_what, 0);
 }

@@ -178,6 +178,10 @@ wait_for closed_links || {
 	fail "the server did not get the client's CLOSE on every link"
 }
 ok "the client's CLOSE reaches the server on its tcp, tls and wss links"
+if grep "libevent: " "$tmp/server.log" >&2; then
+	fail "libevent complained"
+fi
+ok "no libevent warnings on the server (links freed cleanly)"
 
 # --http-proxy: every link through an HTTP CONNECT proxy (written here; it
 # logs each CONNECT and refuses the tcp port with 403).

@@ -918,16 +918,31 @@ static void ls_server_schedule(struct ls_server *srv, unsigned ms)
 	evtimer_add(srv->timer, &tv);
 }
 
+/* Names what is resolved, for messages: the server URL, or through a
+ * proxy "HTTP proxy proxy.corp (for tls://srv:5800)". */
+static void ls_resolve_label(const struct ls_server *srv, char *out,
+    size_t outlen)
+{
+	char url[300];
+
+	ls_server_label(srv, url, sizeof(url));
+	if (srv->ls->have_proxy)
+		snprintf(out, outlen, "HTTP proxy %.256s (for %s)",
+		    srv->ls->proxy.host, url);
+	else
+		snprintf(out, outlen, "%s", url);
+}
+
 /* Takes a resolution's addresses (or keeps the old ones on failure). */
 static void ls_server_resolved(struct ls_server *srv, const char *error,
     const struct agg_sockaddr *addrs, size_t n)
 {
 	struct agg_linkset *ls = srv->ls;
 	const struct sockaddr *sa;
-	char url[300];
+	char url[600];
 	size_t i, j, k = 0;
 
-	ls_server_label(srv, url, sizeof(url));
+	ls_resolve_label(srv, url, sizeof(url));
 	if (error != NULL) {
 		ls_error(ls, "cannot resolve %s: %s", url, error);
 		if (!srv->literal)
@@ -1028,7 +1043,7 @@ static int ls_server_literal(struct ls_server *srv, char *err, size_t errlen)
 {
 	struct agg_sockaddr addrs[LS_MAX_ADDRS];
 	struct addrinfo hints, *res, *ai;
-	char url[300];
+	char url[600];
 	size_t n = 0;
 	int r;
 
@@ -1041,7 +1056,7 @@ static int ls_server_literal(struct ls_server *srv, char *err, size_t errlen)
 	if (r == EAI_NONAME)
 		return 0;
 	if (r != 0) {
-		ls_server_label(srv, url, sizeof(url));
+		ls_resolve_label(srv, url, sizeof(url));
 		snprintf(err, errlen, "cannot resolve %s: %s", url,
 		    gai_strerror(r));
 		return -1;

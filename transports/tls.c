@@ -1,12 +1,14 @@
 /*
  * tls.c: TLS 1.3 for links. See tls.h.
  *
- * The TLS bufferevent is libevent's socket-based OpenSSL bufferevent: the
- * socket is taken out of the TCP bufferevent, so OpenSSL reads and writes
- * it directly (no extra buffer layer). The external PSK is an HKDF of the
- * shared secret; its identity, derived too, lets the server tell an
- * unknown secret from other failures. PSK handshakes use psk_dhe_ke, the
- * default, so they keep forward secrecy.
+ * The TLS bufferevent is libevent's OpenSSL filter over the TCP
+ * bufferevent: records collect below TLS and leave in large writes (the
+ * socket-based flavour made one write per record, and libagg's headers and
+ * bodies are separate records), and reads below TLS take up to 256 KiB
+ * (sockio.c). The external PSK is an HKDF of the shared secret; its
+ * identity, derived too, lets the server tell an unknown secret from other
+ * failures. PSK handshakes use psk_dhe_ke, the default, so they keep
+ * forward secrecy.
  */
 #include "tls.h"
 

@@ -282,6 +282,10 @@ wait_line "$tmp/server.log" "on $tls_url failed: the client does not speak TLS (
 	fail "server did not name plain TCP"
 ok "plain TCP to a TLS port: the server says 'the client does not speak TLS'"
 
+expect_client "agg-client: cannot reach tls://127.0.0.1:$tcp_port via lo: connection closed during the TLS handshake" \
+	-k "$tmp/secret" "tls://127.0.0.1:$tcp_port"
+ok "TLS to a plain tcp:// port: 'connection closed during the TLS handshake'"
+
 # Certificate mode, mutual TLS optional.
 cert_server() {
 	local port=$1 log=$2

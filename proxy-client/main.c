@@ -28,12 +28,14 @@
 #include "agg/url.h"
 #include "client.h"
 #include "front.h"
+#include "httpproxy.h"
 #include "linkset.h"
 #include "monitor.h"
 #include "socks.h"
 #include "speedtest.h"
 #include "stdpipe.h"
 #include "tcp.h"
+#include "tls.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -63,6 +65,9 @@ struct client {
 	uint8_t key[AGG_SECRET_MAX];
 	size_t key_len;
 	const char *key_file, *users_file;
+	const char *ca_file, *cert_file, *cert_key_file;
+	struct agg_tls *tls;       /* for tls:// and wss:// servers */
+	struct agg_http_proxy http_proxy;
 	struct socks_users *users;
 	struct front_spec *specs;
 	size_t nspecs;
@@ -152,11 +157,24 @@ static const char usage_text[] =
 "  -v, -q             more / less logging on stderr (repeatable)\n"
 "  --version          print the version\n"
 "  --help             print this help\n"
-"  SERVER_URL         tcp://HOST[:PORT] of an agg-server (default port 5800)\n"
+"  SERVER_URL         tcp://HOST[:PORT], tls://HOST[:PORT],\n"
+"                     ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH of an\n"
+"                     agg-server (default port 5800); several may be\n"
+"                     given, of any schemes, for one session\n"
+"\n"
+"  --ca FILE          tls:// and wss://: trust the server certificates this\n"
+"                     CA file signed (default: the system store); the\n"
+"                     certificate must name the URL's host\n"
+"  --cert F --key F   tls:// and wss://: a client certificate (mutual TLS)\n"
+"                     Without --ca and --cert, -k also gives TLS 1.3 an\n"
+"                     external PSK, so no certificates are needed.\n"
+"\n"
+"  --http-proxy http://HOST:PORT\n"
+"                     reach the server through this HTTP proxy (CONNECT);\n"
+"                     every link goes through it, of any scheme\n"
 "\n"
 "Long names: --socks (-D), --forward (-L), --stdio (-W), --secret (-k),\n"
-"--interface (-i), --ipv4 (-4), --ipv6 (-6), --verbose (-v), --quiet (-q).\n"
-"Not available in this version: --ca, --cert, --key, --http-proxy.\n";
+"--interface (-i), --ipv4 (-4), --ipv6 (-6), --verbose (-v), --quiet (-q).\n";
 
 enum {
 	OPT_SOCKS_AUTH = 256,
@@ -171,6 +189,10 @@ enum {
 	OPT_NO_MONITOR,
 	OPT_CONFIG,
 	OPT_SHOW_CONFIG,
+	OPT_CA,
+	OPT_CERT,
+	OPT_CERT_KEY,
+	OPT_HTTP_PROXY,
 	OPT_UNAVAILABLE,
 };
 
@@ -189,10 +211,10 @@ static const struct option client_options[] = {
 	{ "tcp-congestion", required_argument, NULL, OPT_TCP_CONGESTION },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
-	{ "ca", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "cert", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "key", required_argument, NULL, OPT_UNAVAILABLE },
-	{ "http-proxy", required_argument, NULL, OPT_UNAVAILABLE },
+	{ "ca", required_argument, NULL, OPT_CA },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_CERT_KEY },
+	{ "http-proxy", required_argument, NULL, OPT_HTTP_PROXY },
 	{ "monitor", no_argument, NULL, OPT_MONITOR },
 	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
 	{ "speed-test", no_argument, NULL, OPT_SPEED_TEST },
@@ -699,6 +721,21 @@ static int client_parse(struct client *c, int argc, char **argv)
 				return client_usage_error("bad --tcp-congestion "
 				    "'%s': %s", optarg, err);
 			break;
+		case OPT_CA:
+			c->ca_file = optarg;
+			break;
+		case OPT_CERT:
+			c->cert_file = optarg;
+			break;
+		case OPT_CERT_KEY:
+			c->cert_key_file = optarg;
+			break;
+		case OPT_HTTP_PROXY:
+			if (agg_http_proxy_parse(optarg, &c->http_proxy, err,
+			    sizeof(err)) != 0)
+				return client_usage_error("%s", err);
+			c->lscfg.http_proxy = &c->http_proxy;
+			break;
 		case OPT_UNAVAILABLE:
 			return client_usage_error("--%s is not available in "
 			    "this version", client_options[idx].name);
@@ -727,6 +764,8 @@ static int client_parse(struct client *c, int argc, char **argv)
 	if (c->nservers == 0)
 		return client_usage_error("missing SERVER_URL, e.g. "
 		    "tcp://server:5800 (see --help)");
+	if ((c->cert_file == NULL) != (c->cert_key_file == NULL))
+		return client_usage_error("--cert and --key go together");
 	if (c->have_pipe && have_front)
 		return client_usage_error("-W cannot be combined with -D or "
 		    "-L");
@@ -757,7 +796,20 @@ static int client_parse(struct client *c, int argc, char **argv)
 	return -1;
 }
 
-/* Reads the secret and the SOCKS users; -1 to go on, else 1. */
+/* Whether a server URL asks for TLS. */
+static int client_needs_tls(const struct client *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nservers; i++)
+		if (c->servers[i].scheme == AGG_URL_TLS ||
+		    c->servers[i].scheme == AGG_URL_WSS)
+			return 1;
+	return 0;
+}
+
+/* Reads the secret, the TLS files and the SOCKS users; -1 to go on, else
+ * 1. */
 static int client_load_files(struct client *c)
 {
 	char err[512];
@@ -766,6 +818,22 @@ static int client_load_files(struct client *c)
 	    &c->key_len, err, sizeof(err)) != 0) {
 		agg_log_error("%s", err);
 		return 1;
+	}
+	if (client_needs_tls(c)) {
+		struct agg_tls_options o = {
+			.ca_file = c->ca_file,
+			.cert_file = c->cert_file,
+			.key_file = c->cert_key_file,
+			.secret = c->key,
+			.secret_len = c->key_len,
+		};
+
+		if ((c->tls = agg_tls_client_new(&o, err, sizeof(err))) ==
+		    NULL) {
+			agg_log_error("%s", err);
+			return 1;
+		}
+		c->lscfg.tls = c->tls;
 	}
 	if (c->users_file != NULL && (c->users = socks_users_load(
 	    c->users_file, err, sizeof(err))) == NULL) {
@@ -977,6 +1045,7 @@ static void client_free(struct client *c)
 	if (c->linkset != NULL)
 		agg_linkset_free(c->linkset);
 	agg_session_free(c->session);
+	agg_tls_free(c->tls);
 	if (c->dns != NULL)
 		evdns_base_free(c->dns, 0);
 	if (c->sig_int != NULL)
@@ -995,8 +1064,12 @@ static void client_free(struct client *c)
 		event_free(c->drain);
 	if (c->deadline != NULL)
 		event_free(c->deadline);
-	if (c->base != NULL)
+	/* Layered bufferevents (TLS) finish freeing in the loop; no other
+	 * event is left to run. */
+	if (c->base != NULL) {
+		event_base_loop(c->base, EVLOOP_NONBLOCK);
 		event_base_free(c->base);
+	}
 	socks_users_free(c->users);
 	explicit_bzero(c->key, sizeof(c->key));
 	free(c->fronts);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 
 #include <event2/bufferevent.h>
@@ -32,6 +33,8 @@
 #include "policy.h"
 #include "speedsink.h"
 #include "tcp.h"
+#include "tls.h"
+#include "ws.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -52,6 +55,10 @@
 #define SERVER_LIMIT_MIB_MAX 1048576
 /* A clean shutdown gets this long before the loop is left anyway. */
 #define SERVER_STOP_MS 3000
+/* A TLS or WebSocket handshake must finish within this. */
+#define SERVER_HANDSHAKE_MS 10000
+/* Handshakes in progress at once; more connections wait in the kernel. */
+#define SERVER_MAX_HANDSHAKES 512
 
 enum {
 	OPT_INSECURE = 256,
@@ -67,6 +74,9 @@ enum {
 	OPT_MAX_CONNECTING,
 	OPT_MAX_BUFFERED,
 	OPT_MAX_HANDSHAKING,
+	OPT_CERT,
+	OPT_CERT_KEY,
+	OPT_CLIENT_CA,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -81,9 +91,9 @@ static const struct option server_long_options[] = {
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
-	{ "cert", required_argument, NULL, OPT_LATER },
-	{ "key", required_argument, NULL, OPT_LATER },
-	{ "client-ca", required_argument, NULL, OPT_LATER },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_CERT_KEY },
+	{ "client-ca", required_argument, NULL, OPT_CLIENT_CA },
 	{ "monitor", no_argument, NULL, OPT_MONITOR },
 	{ "no-monitor", no_argument, NULL, OPT_NO_MONITOR },
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -116,6 +126,7 @@ static const char *server_arg;
 
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
+"                  [--cert F --key F [--client-ca F]]\n"
 "                  [--allow RULE]... [--deny RULE]... [--dump FILE]\n"
 "                  [--monitor|--no-monitor] [--config FILE]\n"
 "                  [--max-connecting N] [--max-buffered MIB]\n"
@@ -126,9 +137,17 @@ static const char server_usage[] =
 "Takes links from agg-client, puts each client's streams back together and\n"
 "connects them to their destinations.\n"
 "\n"
-"  -l, --listen URL       take links on URL; may be repeated. Only\n"
-"                         tcp://[ADDR]:PORT in this version. Default\n"
-"                         tcp://[::]:5800 (every address, IPv6 and IPv4)\n"
+"  -l, --listen URL       take links on URL; may be repeated, schemes\n"
+"                         mixed: tcp://[ADDR]:PORT, tls://[ADDR]:PORT,\n"
+"                         ws://[ADDR]:PORT/PATH, wss://[ADDR]:PORT/PATH.\n"
+"                         Default tcp://[::]:5800 (every address, IPv6\n"
+"                         and IPv4)\n"
+"      --cert F --key F   tls:// and wss://: the server certificate (chain)\n"
+"                         and its key; without them TLS 1.3 uses a PSK\n"
+"                         derived from the -k secret\n"
+"      --client-ca F      require client certificates signed by this CA;\n"
+"                         with only tls:// and wss:// listeners, -k may\n"
+"                         then be left out\n"
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
@@ -177,7 +196,6 @@ static const char server_usage[] =
 "the address (for a name, every address it resolves to: a denied one is\n"
 "never dialled). Example: --allow '*.example.com:443' --deny '*'\n"
 "\n"
-"--cert, --key and --client-ca are not available in this version.\n"
 "Exit status: 0 done, 1 runtime failure, 2 usage error.\n";
 
 /* What the command line asked for. */
@@ -185,6 +203,7 @@ struct server_args {
 	struct agg_url urls[SERVER_MAX_LISTENERS];
 	size_t nurls;
 	const char *secret_file;
+	const char *cert_file, *key_file, *client_ca_file;
 	bool insecure;
 	int verbose;
 	bool quiet;
@@ -196,14 +215,35 @@ struct server_args {
 	unsigned long max_connecting, max_buffered_mib, max_handshaking;
 };
 
+struct server;
+
+/* One -l listener and the layers its scheme puts on a connection. */
+struct server_listener {
+	struct server *srv;
+	struct agg_url url;
+	struct agg_tcp_listener *tcp;
+};
+
+/* A connection whose TLS (or WebSocket) handshake is under way. */
+struct server_handshake {
+	TAILQ_ENTRY(server_handshake) entry;
+	struct server_listener *l;
+	struct agg_tls_handshake *tls;
+	struct agg_ws_handshake *ws;
+	char peer[64];
+};
+
 struct server {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct agg_config cfg;
 	struct agg_hub *hub;
 	struct dialer *dialer;
-	struct agg_tcp_listener *listeners[SERVER_MAX_LISTENERS];
+	struct server_listener listeners[SERVER_MAX_LISTENERS];
 	size_t nlisteners;
+	struct agg_tls *tls;           /* tls:// and wss:// listeners */
+	TAILQ_HEAD(, server_handshake) handshakes;
+	size_t nhandshakes;
 	struct agg_session *dead[SERVER_MAX_SESSIONS]; /* closed, to remove */
 	size_t ndead;
 	struct event *reap;
@@ -245,9 +285,6 @@ static void server_args_add_url(struct server_args *a, const char *text)
 	u = &a->urls[a->nurls];
 	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
 		server_usage_error("%s", err);
-	if (u->scheme != AGG_URL_TCP)
-		server_usage_error("%s:// listeners are not supported yet",
-		    agg_url_scheme_name(u->scheme));
 	a->nurls++;
 }
 
@@ -314,6 +351,33 @@ static void server_check_spelling(int index, char *const argv[])
 	if (len != strlen(name) || strncmp(tok + 2, name, len) != 0)
 		server_usage_error("unknown option '%.*s' (did you mean "
 		    "--%s?)", (int)(len + 2), tok, name);
+}
+
+/* Whether a listener asks for TLS. */
+static bool server_args_need_tls(const struct server_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nurls; i++)
+		if (a->urls[i].scheme == AGG_URL_TLS ||
+		    a->urls[i].scheme == AGG_URL_WSS)
+			return true;
+	return false;
+}
+
+/* Whether every link must show a client certificate: --client-ca, and
+ * each -l is tls:// or wss:// (such a server may run without -k). */
+static bool server_args_all_mutual_tls(const struct server_args *a)
+{
+	size_t i;
+
+	if (a->client_ca_file == NULL || a->nurls == 0)
+		return false;
+	for (i = 0; i < a->nurls; i++)
+		if (a->urls[i].scheme != AGG_URL_TLS &&
+		    a->urls[i].scheme != AGG_URL_WSS)
+			return false;
+	return true;
 }
 
 /* Parses the command line; exits on --help, --version and errors. */
@@ -389,6 +453,15 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			a->max_handshaking = server_parse_limit(
 			    "max-handshaking", optarg, SERVER_LIMIT_COUNT_MAX);
 			break;
+		case OPT_CERT:
+			a->cert_file = optarg;
+			break;
+		case OPT_CERT_KEY:
+			a->key_file = optarg;
+			break;
+		case OPT_CLIENT_CA:
+			a->client_ca_file = optarg;
+			break;
 		case OPT_LATER:
 			server_usage_error("--%s is not available in this "
 			    "version", server_long_options[index].name);
@@ -406,13 +479,22 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 	if (a->secret_file != NULL && a->insecure)
 		server_usage_error("-k and --insecure-no-auth cannot be "
 		    "combined");
-	if (a->secret_file == NULL && !a->insecure)
+	if (a->secret_file == NULL && !a->insecure &&
+	    !server_args_all_mutual_tls(a))
 		server_usage_error("no secret: give -k SECRET_FILE, or "
 		    "--insecure-no-auth");
+	if ((a->cert_file == NULL) != (a->key_file == NULL))
+		server_usage_error("--cert and --key go together");
+	if (a->client_ca_file != NULL && a->cert_file == NULL)
+		server_usage_error("--client-ca needs --cert and --key");
 	if (a->nurls == 0) {
 		server_args_add_url(a, SERVER_DEFAULT_URL);
 		a->default_listen = true;
 	}
+	if (server_args_need_tls(a) && a->cert_file == NULL &&
+	    a->secret_file == NULL)
+		server_usage_error("tls:// and wss:// listeners need --cert and "
+		    "--key, or -k for a PSK");
 	if (a->monitor == -1)
 		a->monitor = monitor_default() ? 2 : 0;
 }
@@ -592,18 +674,115 @@ static void server_reap_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(srv->base, NULL);
 }
 
-/* An accepted connection: a link for the hub to authenticate. */
-static void server_accept_cb(struct bufferevent *bev, const char *peer,
-    void *arg)
+/* The one way a handshake record goes. */
+static void server_handshake_free(struct server *srv,
+    struct server_handshake *h)
 {
-	struct server *srv = arg;
+	TAILQ_REMOVE(&srv->handshakes, h, entry);
+	srv->nhandshakes--;
+	agg_tls_cancel(h->tls);
+	agg_ws_cancel(h->ws);
+	free(h);
+}
 
+/* A connection ready to carry a link: the hub authenticates it. */
+static void server_take_link(struct server *srv, struct bufferevent *bev,
+    const char *peer)
+{
 	if (srv->stopping) {
 		bufferevent_free(bev);
 		return;
 	}
 	agg_log_debug("link from %s", peer);
 	agg_hub_add_link(srv->hub, bev, peer);
+}
+
+/* The WebSocket upgrade of an accepted connection finished. */
+static void server_ws_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct server_handshake *h = arg;
+	struct server *srv = h->l->srv;
+	char peer[64];
+
+	h->ws = NULL;
+	snprintf(peer, sizeof(peer), "%s", h->peer);
+	if (bev == NULL)
+		agg_log_info("WebSocket upgrade from %s on %s failed: %s",
+		    peer, h->l->url.text, error);
+	server_handshake_free(srv, h);
+	if (bev != NULL)
+		server_take_link(srv, bev, peer);
+}
+
+/* Starts the upgrade on a ws:// or wss:// connection. */
+static void server_ws_start(struct server_handshake *h,
+    struct bufferevent *bev)
+{
+	struct server *srv = h->l->srv;
+
+	h->ws = agg_ws_server_start(srv->base, bev, h->l->url.path,
+	    SERVER_HANDSHAKE_MS, server_ws_done_cb, h);
+	if (h->ws == NULL)
+		server_handshake_free(srv, h);
+}
+
+/* The TLS handshake of an accepted connection finished. */
+static void server_tls_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct server_handshake *h = arg;
+	struct server *srv = h->l->srv;
+	char peer[64];
+
+	h->tls = NULL;
+	if (bev != NULL && h->l->url.scheme == AGG_URL_WSS) {
+		server_ws_start(h, bev);
+		return;
+	}
+	snprintf(peer, sizeof(peer), "%s", h->peer);
+	if (bev == NULL)
+		agg_log_info("TLS handshake with %s on %s failed: %s", peer,
+		    h->l->url.text, error);
+	server_handshake_free(srv, h);
+	if (bev != NULL)
+		server_take_link(srv, bev, peer);
+}
+
+/* An accepted connection: a link for the hub to authenticate, after the
+ * listener's TLS handshake. */
+static void server_accept_cb(struct bufferevent *bev, const char *peer,
+    void *arg)
+{
+	struct server_listener *l = arg;
+	struct server *srv = l->srv;
+	struct server_handshake *h;
+	char err[256];
+
+	if (srv->stopping || l->url.scheme == AGG_URL_TCP) {
+		server_take_link(srv, bev, peer);
+		return;
+	}
+	if (srv->nhandshakes >= SERVER_MAX_HANDSHAKES ||
+	    (h = calloc(1, sizeof(*h))) == NULL) {
+		agg_log_info("link from %s refused: too many handshakes", peer);
+		bufferevent_free(bev);
+		return;
+	}
+	h->l = l;
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	TAILQ_INSERT_TAIL(&srv->handshakes, h, entry);
+	srv->nhandshakes++;
+	if (l->url.scheme == AGG_URL_WS) {
+		server_ws_start(h, bev);
+		return;
+	}
+	h->tls = agg_tls_start(srv->base, srv->tls, bev, NULL,
+	    SERVER_HANDSHAKE_MS, server_tls_done_cb, h, err, sizeof(err));
+	if (h->tls == NULL) {
+		agg_log_info("link from %s: %s", peer, err);
+		server_handshake_free(srv, h);
+	}
 }
 
 /* The shutdown took too long: leave the loop anyway. */
@@ -631,8 +810,10 @@ static void server_stop(struct server *srv, const char *why)
 	srv->stopping = true;
 	agg_log_info("%s: shutting down", why);
 	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
+		agg_tcp_listener_free(srv->listeners[i].tcp);
 	srv->nlisteners = 0;
+	while (!TAILQ_EMPTY(&srv->handshakes))
+		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
 	evtimer_add(srv->stop_timer, &tv);
 	event_active(srv->reap, 0, 0);
 }
@@ -752,10 +933,28 @@ static void server_setup(struct server *srv, struct server_args *a,
 	    evsignal_add(srv->sigterm, NULL) != 0)
 		server_fatal("out of memory");
 	srv->max_streams = server_stream_limit();
+	TAILQ_INIT(&srv->handshakes);
+	if (server_args_need_tls(a)) {
+		struct agg_tls_options o = {
+			.ca_file = a->client_ca_file,
+			.cert_file = a->cert_file,
+			.key_file = a->key_file,
+			.secret = key,
+			.secret_len = key_len,
+		};
+
+		if ((srv->tls = agg_tls_server_new(&o, err, sizeof(err))) ==
+		    NULL)
+			server_fatal("%s", err);
+	}
 	for (i = 0; i < a->nurls; i++) {
-		srv->listeners[i] = agg_tcp_listen(srv->base, &a->urls[i],
-		    server_accept_cb, srv, err, sizeof(err));
-		if (srv->listeners[i] == NULL)
+		struct server_listener *l = &srv->listeners[i];
+
+		l->srv = srv;
+		l->url = a->urls[i];
+		l->tcp = agg_tcp_listen(srv->base, &a->urls[i],
+		    server_accept_cb, l, err, sizeof(err));
+		if (l->tcp == NULL)
 			server_fatal("%s", err);
 		srv->nlisteners++;
 	}
@@ -788,16 +987,22 @@ static void server_teardown(struct server *srv)
 	size_t i;
 
 	for (i = 0; i < srv->nlisteners; i++)
-		agg_tcp_listener_free(srv->listeners[i]);
+		agg_tcp_listener_free(srv->listeners[i].tcp);
+	while (!TAILQ_EMPTY(&srv->handshakes))
+		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
 	monitor_free(srv->monitor);
 	agg_dump_close(srv->dump);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
+	agg_tls_free(srv->tls);
 	event_free(srv->sigint);
 	event_free(srv->sigterm);
 	event_free(srv->stop_timer);
 	event_free(srv->reap);
 	evdns_base_free(srv->dns, 0);
+	/* Layered bufferevents (TLS) finish freeing in the loop; no other
+	 * event is left to run. */
+	event_base_loop(srv->base, EVLOOP_NONBLOCK);
 	event_base_free(srv->base);
 }
 

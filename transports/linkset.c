@@ -33,8 +33,11 @@
 
 #include "agg/log.h"
 #include "agg/url.h"
+#include "httpproxy.h"
 #include "ifaces.h"
 #include "tcp.h"
+#include "tls.h"
+#include "ws.h"
 
 #define LS_MAX_SLOTS 32          /* a session takes at most 32 links */
 #define LS_MAX_ADDRS 16          /* addresses kept per server URL */
@@ -72,6 +75,8 @@ struct ls_server {
 	struct agg_linkset *ls;
 	struct agg_url url;
 	const struct ls_scheme *scheme;
+	const char *dial_host;         /* the URL's, or the HTTP proxy's */
+	const char *dial_port;
 	int literal;                   /* the host is an address */
 	struct evdns_getaddrinfo_request *req;
 	struct ls_resolve *pending;
@@ -94,6 +99,9 @@ struct ls_slot {
 	size_t next;                   /* candidate to dial next */
 	struct ls_target cur;          /* what is being dialled or linked */
 	struct agg_tcp_connect *conn;
+	struct agg_http_connect *proxy_hs; /* --http-proxy */
+	struct agg_tls_handshake *tls_hs;  /* tls://, wss:// */
+	struct agg_ws_handshake *ws_hs;    /* ws://, wss:// */
 	struct agg_link *link;
 	struct event *timer;           /* backoff */
 	unsigned backoff_ms;
@@ -121,13 +129,19 @@ struct agg_linkset {
 	size_t ntargets;
 	struct ls_target targets[LS_MAX_TARGETS];
 	int warned_cap;
+	int have_proxy;
+	struct agg_http_proxy proxy;
 	char last_error[256];
 };
 
 static void ls_tcp_wrap(struct ls_slot *slot, struct bufferevent *bev);
+static void ls_layers_wrap(struct ls_slot *slot, struct bufferevent *bev);
 
 static const struct ls_scheme ls_schemes[] = {
 	{ AGG_URL_TCP, ls_tcp_wrap },
+	{ AGG_URL_TLS, ls_layers_wrap },
+	{ AGG_URL_WS, ls_layers_wrap },
+	{ AGG_URL_WSS, ls_layers_wrap },
 };
 
 static const char *const ls_filter_names[] = {
@@ -217,6 +231,7 @@ void agg_linkset_config_init(struct agg_linkset_config *cfg)
 	cfg->filter = AGG_FILTER_INTERFACE_IP;
 	cfg->family = 0;
 	cfg->connect_timeout_ms = 10000;
+	cfg->handshake_timeout_ms = 10000;
 	cfg->backoff_min_ms = 250;
 	cfg->backoff_max_ms = 10000;
 }
@@ -333,7 +348,8 @@ static int ls_target_current(const struct agg_linkset *ls,
 	return 0;
 }
 
-/* Collects every server's addresses, in URL order, without duplicates. */
+/* Collects every server's addresses, in URL order, without duplicates
+ * (but for servers behind the same proxy). */
 static void ls_collect_targets(struct agg_linkset *ls)
 {
 	struct ls_server *srv;
@@ -343,11 +359,13 @@ static void ls_collect_targets(struct agg_linkset *ls)
 	ls->ntargets = 0;
 	TAILQ_FOREACH(srv, &ls->servers, entry) {
 		for (i = 0; i < srv->naddrs; i++) {
+			/* Through a proxy every server has its address. */
 			for (j = 0; j < ls->ntargets; j++)
 				if (agg_sockaddr_equal((const struct sockaddr *)
 				    &ls->targets[j].sa.ss,
 				    (const struct sockaddr *)
-				    &srv->addrs[i].ss))
+				    &srv->addrs[i].ss) && (!ls->have_proxy ||
+				    ls->targets[j].srv == srv))
 					break;
 			if (j < ls->ntargets || ls->ntargets >= LS_MAX_TARGETS)
 				continue;
@@ -359,13 +377,23 @@ static void ls_collect_targets(struct agg_linkset *ls)
 }
 
 /* Formats the link name: "eth0->[2001:db8::1]:5800", with the source
- * address for the any filter ("eth0@192.0.2.2->198.51.100.1:5800"). */
+ * address for the any filter ("eth0@192.0.2.2->198.51.100.1:5800"), or
+ * through a proxy "eth0->proxy->srv.example:5800". */
 static void ls_link_name(const struct ls_slot *s, char *out, size_t outlen)
 {
 	char dst[64], src[64];
 
 	agg_sockaddr_format((const struct sockaddr *)&s->cur.sa.ss, 1, dst,
 	    sizeof(dst));
+	if (s->ls->have_proxy) {
+		/* The address is the proxy's: name the server instead. */
+		snprintf(out, outlen, "%s->proxy->%s%.100s%s:%s", s->iface,
+		    strchr(s->cur.srv->url.host, ':') ? "[" : "",
+		    s->cur.srv->url.host,
+		    strchr(s->cur.srv->url.host, ':') ? "]" : "",
+		    s->cur.srv->url.port);
+		return;
+	}
 	if (s->source.len == 0) {
 		snprintf(out, outlen, "%s->%s", s->iface, dst);
 		return;
@@ -373,6 +401,13 @@ static void ls_link_name(const struct ls_slot *s, char *out, size_t outlen)
 	agg_sockaddr_format((const struct sockaddr *)&s->source.ss, 0, src,
 	    sizeof(src));
 	snprintf(out, outlen, "%s@%s->%s", s->iface, src, dst);
+}
+
+/* Whether the slot is dialling, handshaking or linked. */
+static int ls_slot_busy(const struct ls_slot *s)
+{
+	return s->conn != NULL || s->proxy_hs != NULL || s->tls_hs != NULL ||
+	    s->ws_hs != NULL || s->link != NULL;
 }
 
 /* Detaches the slot's link and closes it with a reason. */
@@ -398,6 +433,9 @@ static void ls_slot_free(struct ls_slot *s, const char *reason)
 		agg_log_debug("slot %s dropped: %s", s->iface, reason);
 	if (s->conn != NULL)
 		agg_tcp_connect_cancel(s->conn);
+	agg_http_connect_cancel(s->proxy_hs);
+	agg_tls_cancel(s->tls_hs);
+	agg_ws_cancel(s->ws_hs);
 	ls_slot_drop_link(s, reason != NULL ? reason : "link no longer wanted");
 	TAILQ_REMOVE(&ls->slots, s, entry);
 	event_free(s->timer);
@@ -461,6 +499,98 @@ static void ls_tcp_wrap(struct ls_slot *s, struct bufferevent *bev)
 	ls_slot_ready(s, bev);
 }
 
+/* The WebSocket upgrade of a ws:// or wss:// link finished. */
+static void ls_ws_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct ls_slot *s = arg;
+
+	s->ws_hs = NULL;
+	if (bev == NULL) {
+		ls_slot_failed(s, error);
+		return;
+	}
+	ls_slot_ready(s, bev);
+}
+
+/* ws:// and wss:// ask for the upgrade on the URL's path. */
+static void ls_ws_upgrade(struct ls_slot *s, struct bufferevent *bev)
+{
+	const struct agg_url *url = &s->cur.srv->url;
+	int v6 = strchr(url->host, ':') != NULL;
+	char host[300];
+
+	snprintf(host, sizeof(host), "%s%s%s:%s", v6 ? "[" : "", url->host,
+	    v6 ? "]" : "", url->port);
+	s->ws_hs = agg_ws_client_start(s->ls->base, bev, host, url->path,
+	    s->ls->cfg.handshake_timeout_ms, ls_ws_done_cb, s);
+	if (s->ws_hs == NULL)
+		ls_slot_failed(s, "out of memory");
+}
+
+/* The TLS handshake of a tls:// or wss:// link finished. */
+static void ls_tls_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct ls_slot *s = arg;
+
+	s->tls_hs = NULL;
+	if (bev == NULL) {
+		ls_slot_failed(s, error);
+		return;
+	}
+	if (s->cur.srv->url.scheme == AGG_URL_WSS)
+		ls_ws_upgrade(s, bev);
+	else
+		ls_slot_ready(s, bev);
+}
+
+/* tls:// and wss:// put TLS on the TCP connection, checking the URL's
+ * host; ws:// goes straight to the upgrade. */
+static void ls_layers_wrap(struct ls_slot *s, struct bufferevent *bev)
+{
+	char err[256];
+
+	if (s->cur.srv->url.scheme == AGG_URL_WS) {
+		ls_ws_upgrade(s, bev);
+		return;
+	}
+	s->tls_hs = agg_tls_start(s->ls->base, s->ls->cfg.tls, bev,
+	    s->cur.srv->url.host, s->ls->cfg.handshake_timeout_ms,
+	    ls_tls_done_cb, s, err, sizeof(err));
+	if (s->tls_hs == NULL)
+		ls_slot_failed(s, err);
+}
+
+/* The HTTP proxy opened the way to the server (or refused). */
+static void ls_proxy_done_cb(struct bufferevent *bev, const char *error,
+    void *arg)
+{
+	struct ls_slot *s = arg;
+
+	s->proxy_hs = NULL;
+	if (bev == NULL) {
+		ls_slot_failed(s, error);
+		return;
+	}
+	s->cur.srv->scheme->wrap(s, bev);
+}
+
+/* Asks the HTTP proxy to CONNECT to the URL's host and port. */
+static void ls_slot_connect_proxy(struct ls_slot *s, struct bufferevent *bev)
+{
+	const struct agg_url *url = &s->cur.srv->url;
+	int v6 = strchr(url->host, ':') != NULL;
+	char authority[300];
+
+	snprintf(authority, sizeof(authority), "%s%s%s:%s", v6 ? "[" : "",
+	    url->host, v6 ? "]" : "", url->port);
+	s->proxy_hs = agg_http_connect_start(s->ls->base, bev, authority,
+	    s->ls->cfg.handshake_timeout_ms, ls_proxy_done_cb, s);
+	if (s->proxy_hs == NULL)
+		ls_slot_failed(s, "out of memory");
+}
+
 /* The TCP connect finished. */
 static void ls_slot_connect_cb(struct bufferevent *bev, const char *error,
     void *arg)
@@ -478,6 +608,10 @@ static void ls_slot_connect_cb(struct bufferevent *bev, const char *error,
 	if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&ss,
 	    &len) == 0)
 		agg_sockaddr_set(&s->bound, (struct sockaddr *)&ss);
+	if (s->ls->have_proxy) {
+		ls_slot_connect_proxy(s, bev);
+		return;
+	}
 	s->cur.srv->scheme->wrap(s, bev);
 }
 
@@ -491,7 +625,7 @@ static void ls_slot_dial(struct ls_slot *s)
 	const struct sockaddr *dst;
 	char err[256];
 
-	if (s->conn != NULL || s->link != NULL || s->ncand == 0)
+	if (ls_slot_busy(s) || s->ncand == 0)
 		return;
 	evtimer_del(s->timer);
 	if (agg_session_is_closed(ls->session))
@@ -736,8 +870,7 @@ static void ls_reconcile(struct agg_linkset *ls)
 		if (!s->seen)
 			continue;
 		ls_slot_check_source(s);
-		if (s->link == NULL && s->conn == NULL &&
-		    !evtimer_pending(s->timer, NULL))
+		if (!ls_slot_busy(s) && !evtimer_pending(s->timer, NULL))
 			ls_slot_dial(s);
 	}
 	ls_check_reachable(ls);
@@ -789,16 +922,31 @@ static void ls_server_schedule(struct ls_server *srv, unsigned ms)
 	evtimer_add(srv->timer, &tv);
 }
 
+/* Names what is resolved, for messages: the server URL, or through a
+ * proxy "HTTP proxy proxy.corp (for tls://srv:5800)". */
+static void ls_resolve_label(const struct ls_server *srv, char *out,
+    size_t outlen)
+{
+	char url[300];
+
+	ls_server_label(srv, url, sizeof(url));
+	if (srv->ls->have_proxy)
+		snprintf(out, outlen, "HTTP proxy %.256s (for %s)",
+		    srv->ls->proxy.host, url);
+	else
+		snprintf(out, outlen, "%s", url);
+}
+
 /* Takes a resolution's addresses (or keeps the old ones on failure). */
 static void ls_server_resolved(struct ls_server *srv, const char *error,
     const struct agg_sockaddr *addrs, size_t n)
 {
 	struct agg_linkset *ls = srv->ls;
 	const struct sockaddr *sa;
-	char url[300];
+	char url[600];
 	size_t i, j, k = 0;
 
-	ls_server_label(srv, url, sizeof(url));
+	ls_resolve_label(srv, url, sizeof(url));
 	if (error != NULL) {
 		ls_error(ls, "cannot resolve %s: %s", url, error);
 		if (!srv->literal)
@@ -881,8 +1029,8 @@ static void ls_server_resolve(struct ls_server *srv)
 	hints.ai_flags = EVUTIL_AI_NUMERICSERV;
 	/* The answer may come before this returns (hosts file); then the
 	 * request handle is NULL. */
-	srv->req = evdns_getaddrinfo(srv->ls->dns, srv->url.host,
-	    srv->url.port, &hints, ls_resolve_cb, rq);
+	srv->req = evdns_getaddrinfo(srv->ls->dns, srv->dial_host,
+	    srv->dial_port, &hints, ls_resolve_cb, rq);
 }
 
 /* Time to resolve a server's host name again. */
@@ -899,7 +1047,7 @@ static int ls_server_literal(struct ls_server *srv, char *err, size_t errlen)
 {
 	struct agg_sockaddr addrs[LS_MAX_ADDRS];
 	struct addrinfo hints, *res, *ai;
-	char url[300];
+	char url[600];
 	size_t n = 0;
 	int r;
 
@@ -908,11 +1056,11 @@ static int ls_server_literal(struct ls_server *srv, char *err, size_t errlen)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	r = getaddrinfo(srv->url.host, srv->url.port, &hints, &res);
+	r = getaddrinfo(srv->dial_host, srv->dial_port, &hints, &res);
 	if (r == EAI_NONAME)
 		return 0;
 	if (r != 0) {
-		ls_server_label(srv, url, sizeof(url));
+		ls_resolve_label(srv, url, sizeof(url));
 		snprintf(err, errlen, "cannot resolve %s: %s", url,
 		    gai_strerror(r));
 		return -1;
@@ -958,6 +1106,12 @@ int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
 	char label[300];
 	int r;
 
+	if ((url->scheme == AGG_URL_TLS || url->scheme == AGG_URL_WSS) &&
+	    ls->cfg.tls == NULL) {
+		snprintf(err, errlen, "%s:// links need TLS settings",
+		    agg_url_scheme_name(url->scheme));
+		return -1;
+	}
 	if ((scheme = ls_scheme_find(url->scheme)) == NULL) {
 		snprintf(err, errlen, "%s:// links are not supported yet",
 		    agg_url_scheme_name(url->scheme));
@@ -978,6 +1132,8 @@ int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
 	srv->ls = ls;
 	srv->url = *url;
 	srv->scheme = scheme;
+	srv->dial_host = ls->have_proxy ? ls->proxy.host : srv->url.host;
+	srv->dial_port = ls->have_proxy ? ls->proxy.port : srv->url.port;
 	TAILQ_INSERT_TAIL(&ls->servers, srv, entry);
 	if ((r = ls_server_literal(srv, err, errlen)) != 0) {
 		if (r == 1)
@@ -1023,6 +1179,11 @@ struct agg_linkset *agg_linkset_new(struct event_base *base,
 		ls->cfg.backoff_max_ms = ls->cfg.backoff_min_ms;
 	ls->cfg.ifaces = NULL;
 	ls->cfg.nifaces = 0;
+	if (cfg != NULL && cfg->http_proxy != NULL) {
+		ls->proxy = *cfg->http_proxy;
+		ls->have_proxy = 1;
+	}
+	ls->cfg.http_proxy = NULL;
 	if (cfg != NULL && cfg->nifaces > 0) {
 		if ((ls->ifaces = calloc(cfg->nifaces, sizeof(char *))) == NULL)
 			goto fail;

@@ -22,6 +22,8 @@ struct agg_url;
 struct agg_linkset;
 struct agg_iface_list;
 struct agg_sockaddr;
+struct agg_tls;
+struct agg_http_proxy;
 
 enum agg_link_filter {
 	AGG_FILTER_ANY,                 /* every interface x every address */
@@ -37,17 +39,22 @@ struct agg_linkset_config {
 	int family;                 /* 0, AF_INET (-4) or AF_INET6 (-6) */
 	unsigned connect_timeout_ms;
 	unsigned backoff_min_ms, backoff_max_ms;
+	struct agg_tls *tls;        /* tls:// and wss:// links (not owned) */
+	const struct agg_http_proxy *http_proxy; /* links go through this
+	                               proxy (HTTP CONNECT), or NULL */
+	unsigned handshake_timeout_ms; /* TLS and WebSocket handshakes */
 };
 
 /* Fills the defaults (filter interface-ip, both families, 10 s connect
- * timeout, backoff 250 ms doubling up to 10 s). */
+ * and handshake timeouts, backoff 250 ms doubling up to 10 s, no TLS). */
 void agg_linkset_config_init(struct agg_linkset_config *cfg);
 /* Creates a link set that adds its links to session. */
 struct agg_linkset *agg_linkset_new(struct event_base *base,
     struct evdns_base *dns, struct agg_session *session,
     const struct agg_linkset_config *cfg);
 /* Adds a server endpoint; -1 with a reason in err if the URL's scheme is
- * not supported yet. Resolution happens in the background. */
+ * not supported (tls:// and wss:// need cfg->tls). Resolution happens in
+ * the background. */
 int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
     char *err, size_t errlen);
 /* The session's link_state callback must forward every event here. */

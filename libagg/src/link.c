@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 
 #include "agg/log.h"
@@ -83,6 +84,11 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	/* Whole frames per write call rather than libevent's 16 KiB. */
 	bufferevent_set_max_single_write(bev, 256 * 1024);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	/* Bytes a transport read during its own handshake (the end of a TLS
+	 * handshake) are there already: no readiness event announces them. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 	agg_link_schedule_timer(link, (uint64_t)handshake_ms * 1000u);
 	return link;
 }
@@ -187,25 +193,42 @@ void agg_link_set_state(struct agg_link *link, enum agg_link_state state,
 		s->cbs->link_state(s, link, state, link->reason, s->arg);
 }
 
+/* One last try to send what is queued (a CLOSE frame, say): freeing the
+ * bufferevent would drop it. Filters (a WebSocket) finish into the layer
+ * below; a TLS socket bufferevent gets one SSL_write, a plain socket one
+ * write. Best effort: whatever would block is dropped. */
+static void link_last_flush(struct bufferevent *bev)
+{
+	struct bufferevent *below;
+	struct evbuffer *out;
+	size_t len;
+	SSL *ssl;
+
+	while ((below = bufferevent_get_underlying(bev)) != NULL) {
+		bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
+		bev = below;
+	}
+	out = bufferevent_get_output(bev);
+	len = evbuffer_get_length(out);
+	if (len == 0 || bufferevent_getfd(bev) < 0)
+		return;
+	if ((ssl = bufferevent_openssl_get_ssl(bev)) != NULL) {
+		if (len <= 65536)
+			(void)SSL_write(ssl, evbuffer_pullup(out, -1), (int)len);
+		return;
+	}
+	/* The socket bufferevent freezes its output's front. */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(bev));
+}
+
 /* Closes the link with a reason: frees its pipe and tells its owner. */
 void agg_link_close(struct agg_link *link, const char *reason)
 {
 	if (link->state == AGG_LINK_CLOSED)
 		return;
 	if (link->bev != NULL) {
-		/* One last try to send what is queued (a CLOSE frame, say):
-		 * freeing the bufferevent would drop it. Only on a plain
-		 * socket: a filtering bufferevent (TLS) must encode it. */
-		struct evbuffer *out = bufferevent_get_output(link->bev);
-
-		if (evbuffer_get_length(out) > 0 &&
-		    bufferevent_getfd(link->bev) >= 0 &&
-		    bufferevent_get_underlying(link->bev) == NULL &&
-		    bufferevent_openssl_get_ssl(link->bev) == NULL) {
-			/* The socket bufferevent freezes its output's front. */
-			evbuffer_unfreeze(out, 1);
-			evbuffer_write(out, bufferevent_getfd(link->bev));
-		}
+		link_last_flush(link->bev);
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}

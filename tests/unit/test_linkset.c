@@ -1244,7 +1244,7 @@ START_TEST(test_family_restriction)
 }
 END_TEST
 
-START_TEST(test_unsupported_schemes)
+START_TEST(test_tls_schemes_need_settings)
 {
 	struct agg_url u;
 	char err[256];
@@ -1254,12 +1254,12 @@ START_TEST(test_unsupported_schemes)
 	    sizeof(err)), 0);
 	ck_assert_int_eq(agg_linkset_add_server(F.ls, &u, err, sizeof(err)),
 	    -1);
-	ck_assert_str_eq(err, "tls:// links are not supported yet");
+	ck_assert_str_eq(err, "tls:// links need TLS settings");
 	ck_assert_int_eq(agg_url_parse("wss://127.0.0.1:5800/x", &u, err,
 	    sizeof(err)), 0);
 	ck_assert_int_eq(agg_linkset_add_server(F.ls, &u, err, sizeof(err)),
 	    -1);
-	ck_assert_str_eq(err, "wss:// links are not supported yet");
+	ck_assert_str_eq(err, "wss:// links need TLS settings");
 	ck_assert_int_eq(agg_url_parse("tcp://agg.example:5800", &u, err,
 	    sizeof(err)), 0);
 	ck_assert_int_eq(agg_linkset_add_server(F.ls, &u, err, sizeof(err)),
@@ -1675,7 +1675,7 @@ static Suite *linkset_suite(void)
 	tcase_add_test(tc, test_no_such_interface);
 	tcase_add_test(tc, test_interface_option_lo);
 	tcase_add_test(tc, test_family_restriction);
-	tcase_add_test(tc, test_unsupported_schemes);
+	tcase_add_test(tc, test_tls_schemes_need_settings);
 	tcase_add_test(tc, test_interface_interface_falls_back);
 	tcase_add_test(tc, test_handshake_timeout);
 	tcase_add_test(tc, test_any_filter_binds_source);

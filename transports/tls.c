@@ -5,7 +5,7 @@
  * bufferevent: records collect below TLS and leave in large writes (the
  * socket-based flavour made one write per record, and libagg's headers and
  * bodies are separate records), and reads below TLS take up to 256 KiB
- * (sockio.c). The external PSK is an HKDF of the shared secret; its
+ * (agg/bevio.h). The external PSK is an HKDF of the shared secret; its
  * identity, derived too, lets the server tell an unknown secret from other
  * failures. PSK handshakes use psk_dhe_ke, the default, so they keep
  * forward secrecy.
@@ -31,7 +31,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "sockio.h"
+#include "agg/bevio.h"
 
 /* The PSK's ciphersuites must share its hash (SHA-256). */
 #define TLS_PSK_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
@@ -373,7 +373,7 @@ static void tls_handshake_fail(struct agg_tls_handshake *h, const char *why)
 	void *arg = h->arg;
 
 	/* The alert that tells the peer why. */
-	agg_last_flush(h->bev);
+	agg_bev_last_flush(h->bev, BEV_FLUSH);
 	bufferevent_free(h->bev);
 	tls_handshake_free(h);
 	cb(NULL, why, arg);
@@ -461,7 +461,7 @@ static void tls_describe_failure(struct agg_tls_handshake *h, short what,
 /* The socket below TLS is readable: read more, then let TLS decrypt. */
 static void tls_below_read_cb(struct bufferevent *tcp, void *arg)
 {
-	agg_read_more(tcp);
+	agg_bev_read_more(tcp, bufferevent_get_input(tcp));
 	tls_below_readcb(tcp, arg);
 }
 

@@ -27,7 +27,7 @@
 #include <openssl/rand.h>
 
 #include "agg/log.h"
-#include "sockio.h"
+#include "agg/bevio.h"
 #include "wsframe.h"
 
 #define WS_HEAD_MAX 8192                 /* HTTP request or response */
@@ -320,7 +320,7 @@ static bufferevent_data_cb ws_lower_readcb;
 /* The plain socket below the framing is readable: read more first. */
 static void ws_lower_read_cb(struct bufferevent *lower, void *arg)
 {
-	agg_read_more(lower);
+	agg_bev_read_more(lower, bufferevent_get_input(lower));
 	ws_lower_readcb(lower, arg);
 }
 
@@ -397,7 +397,7 @@ static void ws_handshake_fail(struct agg_ws_handshake *h, const char *why)
 
 	snprintf(msg, sizeof(msg), "%s", why);
 	/* A refusal leaves even through TLS. */
-	agg_last_flush(h->lower);
+	agg_bev_last_flush(h->lower, BEV_FLUSH);
 	bufferevent_free(h->lower);
 	ws_handshake_free(h);
 	cb(NULL, msg, arg);

@@ -216,10 +216,6 @@ struct agg_session {
 
 /* Monotonic clock in microseconds. */
 uint64_t agg_now_us(void);
-/* readmore.c */
-struct bufferevent;
-struct evbuffer;
-int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in);
 
 /* link.c */
 struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,

@@ -3,6 +3,7 @@
  * handshake, then carries frames for its session. It parses what arrives,
  * answers pings, and hands everything else to the session.
  */
+#include "agg/bevio.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -13,8 +14,6 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <openssl/ssl.h>
 #include <event2/event.h>
 
 #include "agg/log.h"
@@ -193,42 +192,13 @@ void agg_link_set_state(struct agg_link *link, enum agg_link_state state,
 		s->cbs->link_state(s, link, state, link->reason, s->arg);
 }
 
-/* One last try to send what is queued (a CLOSE frame, say): freeing the
- * bufferevent would drop it. Filters (a WebSocket) finish into the layer
- * below; a TLS socket bufferevent gets one SSL_write, a plain socket one
- * write. Best effort: whatever would block is dropped. */
-static void link_last_flush(struct bufferevent *bev)
-{
-	struct bufferevent *below;
-	struct evbuffer *out;
-	size_t len;
-	SSL *ssl;
-
-	while ((below = bufferevent_get_underlying(bev)) != NULL) {
-		bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
-		bev = below;
-	}
-	out = bufferevent_get_output(bev);
-	len = evbuffer_get_length(out);
-	if (len == 0 || bufferevent_getfd(bev) < 0)
-		return;
-	if ((ssl = bufferevent_openssl_get_ssl(bev)) != NULL) {
-		if (len <= 65536)
-			(void)SSL_write(ssl, evbuffer_pullup(out, -1), (int)len);
-		return;
-	}
-	/* The socket bufferevent freezes its output's front. */
-	evbuffer_unfreeze(out, 1);
-	evbuffer_write(out, bufferevent_getfd(bev));
-}
-
 /* Closes the link with a reason: frees its pipe and tells its owner. */
 void agg_link_close(struct agg_link *link, const char *reason)
 {
 	if (link->state == AGG_LINK_CLOSED)
 		return;
 	if (link->bev != NULL) {
-		link_last_flush(link->bev);
+		agg_bev_last_flush(link->bev, BEV_FINISHED);
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}

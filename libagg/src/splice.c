@@ -17,6 +17,7 @@
 #include <event2/util.h>
 
 #include "agg/session.h"
+#include "agg/bevio.h"
 #include "internal.h"
 
 /* Bytes queued towards the local side before we stop taking more. */

@@ -1,7 +1,8 @@
 /*
- * readmore.c: large reads for plain socket bufferevents.
+ * bevio.c: what libevent 2.1's bufferevents lack for bulk links: large
+ * reads, and a last flush before a bufferevent is freed.
  */
-#include "internal.h"
+#include "agg/bevio.h"
 
 #include <errno.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include <openssl/ssl.h>
 
 #define READ_MORE_MAX (256u * 1024u)
 #define READ_MORE_TIMES 4
@@ -68,4 +72,35 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 	}
 	evbuffer_freeze(in, 0);
 	return 0;
+}
+
+/* One last try to send what is queued (a CLOSE frame, a TLS alert, a 404):
+ * freeing the bufferevent would drop it. Filters (TLS, WebSocket) push
+ * into the layer below with mode; a TLS socket bufferevent gets one
+ * SSL_write, a plain socket one write. Best effort: whatever would block
+ * is dropped. */
+void agg_bev_last_flush(struct bufferevent *bev,
+    enum bufferevent_flush_mode mode)
+{
+	struct bufferevent *below;
+	struct evbuffer *out;
+	size_t len;
+	SSL *ssl;
+
+	while ((below = bufferevent_get_underlying(bev)) != NULL) {
+		bufferevent_flush(bev, EV_WRITE, mode);
+		bev = below;
+	}
+	out = bufferevent_get_output(bev);
+	len = evbuffer_get_length(out);
+	if (len == 0 || bufferevent_getfd(bev) < 0)
+		return;
+	if ((ssl = bufferevent_openssl_get_ssl(bev)) != NULL) {
+		if (len <= 65536)
+			(void)SSL_write(ssl, evbuffer_pullup(out, -1), (int)len);
+		return;
+	}
+	/* The socket bufferevent freezes its output's front. */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(bev));
 }

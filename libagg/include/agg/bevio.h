@@ -1,0 +1,25 @@
+/*
+ * agg/bevio.h: socket I/O for bufferevents that libevent 2.1 lacks, for
+ * links and the layers below them (TLS, WebSocket): large reads, and a
+ * last flush before a bufferevent is freed.
+ */
+#ifndef AGG_BEVIO_H
+#define AGG_BEVIO_H
+
+#include <event2/bufferevent.h>
+
+struct evbuffer;
+
+/* Reads what else a plain socket bufferevent's socket holds into in (its
+ * input), up to 1 MiB, sized by FIONREAD: libevent reads at most 4 KiB
+ * per readiness event. Does nothing for other bufferevents, and leaves EOF
+ * and errors to libevent's next read unless a read fails midway: then -1
+ * with errno (0 for EOF). */
+int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in);
+/* Pushes what bev queued down through its filters (with mode, BEV_FLUSH or
+ * BEV_FINISHED) and writes the socket's share once, without blocking:
+ * for a connection about to be freed. */
+void agg_bev_last_flush(struct bufferevent *bev,
+    enum bufferevent_flush_mode mode);
+
+#endif

@@ -26,6 +26,7 @@
 #include "dialer.h"
 #include "policy.h"
 #include "tcp.h"
+#include "usbgadget.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -49,6 +50,7 @@ enum {
 	OPT_ALLOW,
 	OPT_DENY,
 	OPT_VERSION,
+	OPT_USB_ID,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -61,6 +63,7 @@ static const struct option server_long_options[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "usb-id", required_argument, NULL, OPT_USB_ID },
 	{ "help", no_argument, NULL, 'h' },
 	{ "cert", required_argument, NULL, OPT_LATER },
 	{ "key", required_argument, NULL, OPT_LATER },
@@ -75,15 +78,19 @@ static const struct option server_long_options[] = {
 
 static const char server_usage[] =
 "usage: agg-server [-l URL]... [-k SECRET_FILE] [--insecure-no-auth]\n"
-"                  [--allow RULE]... [--deny RULE]... [-v|-q]\n"
+"                  [--allow RULE]... [--deny RULE]... [--usb-id VID:PID]\n"
+"                  [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
 "connects them to their destinations.\n"
 "\n"
-"  -l, --listen URL       take links on URL; may be repeated. Only\n"
-"                         tcp://[ADDR]:PORT in this version. Default\n"
-"                         tcp://[::]:5800 (every address, IPv6 and IPv4)\n"
+"  -l, --listen URL       take links on URL; may be repeated:\n"
+"                         tcp://[ADDR]:PORT, or usb-gadget://[UDC] to be\n"
+"                         a USB device on that UDC (/sys/class/udc; the\n"
+"                         first one by default). Default tcp://[::]:5800\n"
+"                         (every address, IPv6 and IPv4)\n"
+"      --usb-id VID:PID   USB IDs of usb-gadget:// (hex; default 1209:0001)\n"
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
@@ -123,6 +130,7 @@ struct server_args {
 	int verbose;
 	bool quiet;
 	struct policy *policy;
+	unsigned usb_vid, usb_pid;
 };
 
 struct server {
@@ -133,6 +141,8 @@ struct server {
 	struct dialer *dialer;
 	struct agg_tcp_listener *listeners[SERVER_MAX_LISTENERS];
 	size_t nlisteners;
+	struct agg_usbgadget *gadgets[SERVER_MAX_LISTENERS];
+	size_t ngadgets;
 	struct agg_session *dead[SERVER_MAX_SESSIONS]; /* closed, to remove */
 	size_t ndead;
 	struct event *reap;
@@ -168,7 +178,7 @@ static void server_args_add_url(struct server_args *a, const char *text)
 	u = &a->urls[a->nurls];
 	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
 		server_usage_error("%s", err);
-	if (u->scheme != AGG_URL_TCP)
+	if (u->scheme != AGG_URL_TCP && u->scheme != AGG_URL_USB_GADGET)
 		server_usage_error("%s:// listeners are not supported yet",
 		    agg_url_scheme_name(u->scheme));
 	a->nurls++;
@@ -254,6 +264,12 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			break;
 		case 'q':
 			a->quiet = true;
+			break;
+		case OPT_USB_ID:
+			if (agg_usb_ids_parse(optarg, &a->usb_vid,
+			    &a->usb_pid) != 0)
+				server_usage_error("bad --usb-id '%s': expected "
+				    "VID:PID in hex, e.g. 1209:0001", optarg);
 			break;
 		case OPT_VERSION:
 			printf("agg-server %s\n", AGG_VERSION);
@@ -472,6 +488,9 @@ static void server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
 	srv->nlisteners = 0;
+	for (i = 0; i < srv->ngadgets; i++)
+		agg_usbgadget_free(srv->gadgets[i]);
+	srv->ngadgets = 0;
 	evtimer_add(srv->stop_timer, &tv);
 	event_active(srv->reap, 0, 0);
 }
@@ -526,9 +545,18 @@ static void server_setup(struct server *srv, struct server_args *a,
 		server_fatal("out of memory");
 	srv->max_streams = server_stream_limit();
 	for (i = 0; i < a->nurls; i++) {
-		srv->listeners[i] = agg_tcp_listen(srv->base, &a->urls[i],
-		    server_accept_cb, srv, err, sizeof(err));
-		if (srv->listeners[i] == NULL)
+		if (a->urls[i].scheme == AGG_URL_USB_GADGET) {
+			srv->gadgets[srv->ngadgets] = agg_usbgadget_new(
+			    srv->base, &a->urls[i], a->usb_vid, a->usb_pid,
+			    server_accept_cb, srv, err, sizeof(err));
+			if (srv->gadgets[srv->ngadgets] == NULL)
+				server_fatal("%s", err);
+			srv->ngadgets++;
+			continue;
+		}
+		srv->listeners[srv->nlisteners] = agg_tcp_listen(srv->base,
+		    &a->urls[i], server_accept_cb, srv, err, sizeof(err));
+		if (srv->listeners[srv->nlisteners] == NULL)
 			server_fatal("%s", err);
 		srv->nlisteners++;
 	}
@@ -547,6 +575,8 @@ static void server_teardown(struct server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
+	for (i = 0; i < srv->ngadgets; i++)
+		agg_usbgadget_free(srv->gadgets[i]);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
 	event_free(srv->sigint);
@@ -567,6 +597,8 @@ int main(int argc, char *argv[])
 	char err[600];
 
 	agg_log_set_program("agg-server");
+	args.usb_vid = AGG_USB_DEFAULT_VID;
+	args.usb_pid = AGG_USB_DEFAULT_PID;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
 	server_parse_args(argc, argv, &args);

@@ -1,0 +1,185 @@
+#!/bin/sh
+# Runs inside the USB test VM (busybox sh, as /test.sh): agg-server as a
+# USB gadget on dummy_udc, agg-client as USB host with one usb:// link and
+# one tcp:// link (through a relay that the test can kill), downloads
+# through SOCKS checked by SHA-256, an unplug (UDC unbound) mid-transfer, a
+# replug, and the usb link alone. Prints "PASS: ..." / "FAIL: ..." and a
+# closing "AGG-VM-RESULT: N passed, N failed".
+# With "bench" as $1 it measures instead (see bench.sh).
+pass=0
+failed=0
+ok() { pass=$((pass + 1)); echo "PASS: $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+finish() {
+	echo "AGG-VM-RESULT: $pass passed, $failed failed"
+	exit 0
+}
+# Waits up to $1 tenths of a second for the command after it to succeed.
+wait_for() {
+	n=$1
+	shift
+	while [ "$n" -gt 0 ]; do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+count() { grep -c "$1" "$2" 2>/dev/null || true; }
+log_has() { grep -q "$1" "$2"; }
+size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+mode=${1:-test}
+gadget=/sys/kernel/config/usb_gadget/agg-dummy_udc_0
+mkdir -p /srv /tmp/www
+hostname aggvm
+
+# 1. Modules: the virtual host + device controller pair, the gadget
+# framework and FunctionFS.
+speed=super
+modprobe dummy_hcd is_super_speed=1 2>/dev/null || {
+	speed=high
+	modprobe dummy_hcd
+}
+modprobe usb_f_fs
+mount -t configfs none /sys/kernel/config 2>/dev/null
+if lsmod | grep -q '^dummy_hcd' && lsmod | grep -q '^usb_f_fs' &&
+	lsmod | grep -q '^libcomposite' && [ -e /sys/class/udc/dummy_udc.0 ]; then
+	ok "modules loaded (dummy_hcd $speed speed, libcomposite, usb_f_fs), UDC dummy_udc.0"
+else
+	bad "modules: $(lsmod | tr '\n' ' ')"
+	finish
+fi
+
+ip link set lo up
+echo "correct horse battery staple" > /tmp/secret
+head -c $((16 * 1024 * 1024)) /dev/urandom > /tmp/www/big
+head -c $((4 * 1024 * 1024)) /dev/urandom > /tmp/www/mid
+big_sum=$(sha256sum < /tmp/www/big)
+mid_sum=$(sha256sum < /tmp/www/mid)
+httpd -p 127.0.0.1:8080 -h /tmp/www
+
+# The tcp link goes through a relay so that it can be cut.
+cat > /tmp/relay.sh <<'R'
+#!/bin/sh
+exec nc 127.0.0.1 5800
+R
+chmod +x /tmp/relay.sh
+nc -ll -p 5801 -e /tmp/relay.sh &
+relay=$!
+
+agg-server -v -k /tmp/secret --allow 127.0.0.1 -l tcp://127.0.0.1:5800 \
+	-l usb-gadget:// > /tmp/server.log 2>&1 &
+server=$!
+if wait_for 100 test -e "$gadget/UDC" && wait_for 100 grep -q dummy_udc "$gadget/UDC" &&
+	wait_for 100 grep -q 'configured by the host' /tmp/server.log; then
+	ok "agg-server is a USB gadget on dummy_udc.0, configured by the host"
+else
+	bad "gadget not up: $(tail -n 5 /tmp/server.log | tr '\n' '|')"
+	finish
+fi
+
+if [ "$mode" = bench ]; then
+	links="usb://1209:0001"
+else
+	links="usb://1209:0001?serial=aggvm tcp://127.0.0.1:5801"
+fi
+# shellcheck disable=SC2086
+agg-client -v -k /tmp/secret -D 127.0.0.1:1080 $links > /tmp/client.log 2>&1 &
+client=$!
+if wait_for 200 log_has 'link usb:1209:0001@.* up' /tmp/client.log; then
+	ok "libusb found the gadget (serial aggvm) and the usb link is up: $(grep -o 'USB device usb:[^ ]* attached' /tmp/client.log | head -n 1)"
+else
+	bad "no usb link: $(tail -n 5 /tmp/client.log | tr '\n' '|')"
+	finish
+fi
+
+fetch() { # URL-path output [curl options...]
+	p=$1
+	o=$2
+	shift 2
+	curl -sS --max-time 300 --socks5-hostname 127.0.0.1:1080 "$@" \
+		-o "$o" "http://127.0.0.1:8080/$p"
+}
+
+if [ "$mode" = bench ]; then
+	for run in 1 2; do
+		s=$(date +%s%N)
+		fetch big /tmp/out
+		e=$(date +%s%N)
+		echo "BENCH usb $run $(size_of /tmp/out) $(((e - s) / 1000))"
+	done
+	kill "$client"
+	wait "$client"
+	agg-client -k /tmp/secret -D 127.0.0.1:1080 tcp://127.0.0.1:5800 > /tmp/client2.log 2>&1 &
+	client=$!
+	wait_for 100 fetch mid /tmp/out
+	for run in 1 2; do
+		s=$(date +%s%N)
+		fetch big /tmp/out
+		e=$(date +%s%N)
+		echo "BENCH tcp $run $(size_of /tmp/out) $(((e - s) / 1000))"
+	done
+	kill "$client" "$server" "$relay"
+	finish
+fi
+
+wait_for 100 log_has 'connected: 2 links up' /tmp/client.log
+if fetch big /tmp/out1 && [ "$(sha256sum < /tmp/out1)" = "$big_sum" ]; then
+	ok "16 MiB through SOCKS over the usb + tcp links intact"
+else
+	bad "16 MiB download over usb + tcp: $(size_of /tmp/out1) bytes"
+fi
+
+# 2. Unplug mid-transfer: the download goes on over tcp.
+ups=$(count 'link usb:1209:0001@.* up' /tmp/client.log)
+fetch big /tmp/out2 --limit-rate 2M &
+dl=$!
+wait_for 300 test "$(size_of /tmp/out2)" -ge $((4 * 1024 * 1024))
+at=$(size_of /tmp/out2)
+echo "" > "$gadget/UDC"
+if wait_for 100 log_has 'USB link usb:.* ended' /tmp/client.log; then
+	ok "unplug at $at bytes: the host saw it: $(grep -o 'USB link usb:.* ended.*' /tmp/client.log | tail -n 1)"
+else
+	bad "unplug at $at bytes not noticed by the host"
+fi
+if wait "$dl" && [ "$(sha256sum < /tmp/out2)" = "$big_sum" ]; then
+	ok "16 MiB download intact across the unplug (finished over tcp)"
+else
+	bad "download across the unplug: $(size_of /tmp/out2) bytes"
+fi
+
+# 3. Replug: the usb link comes back and carries traffic alone.
+echo dummy_udc.0 > "$gadget/UDC"
+if wait_for 200 test "$(count 'link usb:1209:0001@.* up' /tmp/client.log)" -gt "$ups"; then
+	ok "replug: the usb link is back"
+else
+	bad "replug: no usb link: $(tail -n 5 /tmp/client.log | tr '\n' '|')"
+fi
+kill "$relay"
+killall nc 2>/dev/null
+if wait_for 100 log_has 'cannot reach tcp://127.0.0.1:5801' /tmp/client.log &&
+	! nc -w 2 127.0.0.1 5801 < /dev/null 2>/dev/null; then
+	ok "tcp link cut (relay gone, re-dials refused)"
+else
+	bad "tcp link still there"
+fi
+if fetch mid /tmp/out3 && [ "$(sha256sum < /tmp/out3)" = "$mid_sum" ]; then
+	ok "4 MiB through the usb link alone intact"
+else
+	bad "download over the usb link alone: $(size_of /tmp/out3) bytes"
+fi
+
+# 4. Clean stop: the gadget leaves configfs.
+kill "$client" "$server"
+wait "$client" "$server"
+if [ ! -e "$gadget" ] && ! grep -q ERROR /tmp/server.log; then
+	ok "agg-server removed its gadget on SIGTERM"
+else
+	bad "gadget left behind or errors: $(tail -n 3 /tmp/server.log | tr '\n' '|')"
+fi
+echo "--- client log (tail)"
+tail -n 15 /tmp/client.log
+echo "--- server log (tail)"
+tail -n 15 /tmp/server.log
+finish

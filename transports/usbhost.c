@@ -230,10 +230,15 @@ static void LIBUSB_CALL usbhost_transfer_cb(struct libusb_transfer *xfer)
 		return;
 	case LIBUSB_TRANSFER_CANCELLED:
 		return;
+	case LIBUSB_TRANSFER_STALL:
+		agg_usblink_fail(h->ul, "USB endpoint stalled");
+		return;
+	case LIBUSB_TRANSFER_OVERFLOW:
+		agg_usblink_fail(h->ul, "USB transfer overflow");
+		return;
 	default:
-		agg_log_info("USB transfer on %s failed: %s", h->name,
-		    libusb_error_name(xfer->status));
-		agg_usblink_fail(h->ul, "USB transfer failed");
+		agg_usblink_fail(h->ul, "USB transfer failed (device gone "
+		    "or reset)");
 		return;
 	}
 	if (sl->write) {
@@ -325,11 +330,15 @@ static void usbhost_up_cb(void *arg, struct bufferevent *bev)
 static void usbhost_closed_cb(void *arg, const char *reason)
 {
 	struct agg_usbhost *h = arg;
+	struct agg_usblink_stats st;
+	char msg[700];
 	size_t i;
 
-	char msg[700];
-
-	agg_log_info("USB link %s ended: %s", h->name, reason);
+	agg_usblink_get_stats(h->ul, &st);
+	agg_log_info("USB link %s ended after %llu bytes in, %llu out (%llu "
+	    "stale transfers): %s", h->name, (unsigned long long)st.rx_bytes,
+	    (unsigned long long)st.tx_bytes, (unsigned long long)st.stale,
+	    reason);
 	/* libagg sees its end of the pipe close; the link is no longer
 	 * ours to track (a new attach may come before its CLOSED event). */
 	if (h->link != NULL) {

@@ -80,6 +80,8 @@ size_t agg_usb_data_len(size_t avail)
 
 	if (avail >= max)
 		return max;
+	if (avail == 0)
+		return 0;
 	n = avail;
 	if ((AGG_USB_HEADER_LEN + n) % AGG_USB_TRANSFER_ALIGN == 0)
 		n--;
@@ -246,7 +248,12 @@ enum agg_usblink_input_result agg_usblink_input(struct agg_usblink *ul,
 		return AGG_USBLINK_READ_AGAIN;
 	}
 	if (agg_usb_header_read(buf, len, &type, &gen) != 0) {
-		ul_close(ul, "bad USB transfer header");
+		char why[80];
+
+		snprintf(why, sizeof(why), "bad USB transfer header (%zu bytes: "
+		    "%02x %02x %02x %02x)", len, buf[0], len > 1 ? buf[1] : 0,
+		    len > 2 ? buf[2] : 0, len > 3 ? buf[3] : 0);
+		ul_close(ul, why);
 		return AGG_USBLINK_READ_STOP;
 	}
 	if (ul->role == AGG_USBLINK_GADGET && type == AGG_USB_HELLO &&

@@ -28,6 +28,8 @@ wait_for() {
 count() { grep -c "$1" "$2" 2>/dev/null || true; }
 log_has() { grep -q "$1" "$2"; }
 size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
+size_at_least() { [ "$(size_of "$1")" -ge "$2" ]; }
+usb_ups_above() { [ "$(count 'link usb:1209:0001@.* up' /tmp/client.log)" -gt "$1" ]; }
 
 mode=${1:-test}
 gadget=/sys/kernel/config/usb_gadget/agg-dummy_udc_0
@@ -91,6 +93,7 @@ if wait_for 200 log_has 'link usb:1209:0001@.* up' /tmp/client.log; then
 	ok "libusb found the gadget (serial aggvm) and the usb link is up: $(grep -o 'USB device usb:[^ ]* attached' /tmp/client.log | head -n 1)"
 else
 	bad "no usb link: $(tail -n 5 /tmp/client.log | tr '\n' '|')"
+	tail -n 20 /tmp/server.log
 	finish
 fi
 
@@ -135,11 +138,15 @@ fi
 ups=$(count 'link usb:1209:0001@.* up' /tmp/client.log)
 fetch big /tmp/out2 --limit-rate 2M &
 dl=$!
-wait_for 300 test "$(size_of /tmp/out2)" -ge $((4 * 1024 * 1024))
+wait_for 300 size_at_least /tmp/out2 $((4 * 1024 * 1024))
 at=$(size_of /tmp/out2)
 echo "" > "$gadget/UDC"
 if wait_for 100 log_has 'USB link usb:.* ended' /tmp/client.log; then
-	ok "unplug at $at bytes: the host saw it: $(grep -o 'USB link usb:.* ended.*' /tmp/client.log | tail -n 1)"
+	ended=$(grep -o 'USB link usb:.* ended.*' /tmp/client.log | tail -n 1)
+	case $ended in
+	*" 0 bytes in"*) bad "the usb link carried nothing before the unplug: $ended";;
+	*) ok "unplug at $at of 16777216 bytes: the host saw it: $ended";;
+	esac
 else
 	bad "unplug at $at bytes not noticed by the host"
 fi
@@ -151,7 +158,7 @@ fi
 
 # 3. Replug: the usb link comes back and carries traffic alone.
 echo dummy_udc.0 > "$gadget/UDC"
-if wait_for 200 test "$(count 'link usb:1209:0001@.* up' /tmp/client.log)" -gt "$ups"; then
+if wait_for 200 usb_ups_above "$ups"; then
 	ok "replug: the usb link is back"
 else
 	bad "replug: no usb link: $(tail -n 5 /tmp/client.log | tr '\n' '|')"

@@ -22,7 +22,8 @@
 #include <event2/util.h>
 
 #define UL_SOCKBUF (128 * 1024)
-#define UL_READ_HIGH (128 * 1024)     /* stream bytes taken from libagg */
+#define UL_READ_HIGH (128 * 1024)     /* stream bytes taken from libagg
+                                         before a slot is free */
 #define UL_OUT_HOLD (256 * 1024)      /* hold reads above this */
 #define UL_OUT_LOW (64 * 1024)        /* resume reads below this */
 
@@ -42,6 +43,7 @@ struct agg_usblink {
 	void *arg;
 	int send_hello;               /* our HELLO is still to be sent */
 	int held;                     /* a read waits for want_read */
+	int paused;                   /* not reading from libagg: full */
 	struct bufferevent *bev;      /* our end of the socketpair */
 	struct agg_usblink_stats st;
 };
@@ -101,13 +103,20 @@ static void ul_close(struct agg_usblink *ul, const char *reason)
 	ul->ops->closed(ul->arg, reason);
 }
 
-/* libagg wrote stream bytes: fill the write slots. */
+/* libagg wrote stream bytes: fill the write slots. Reading stops while
+ * UL_READ_HIGH bytes wait for a free slot (not a read watermark: libevent
+ * calls the read callback again and again while the input stays above
+ * one). */
 static void usblink_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct agg_usblink *ul = arg;
 
-	(void)bev;
 	ul->ops->want_write(ul->arg);
+	if (ul->bev == bev && ul->state == UL_UP && !ul->paused &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) >= UL_READ_HIGH) {
+		ul->paused = 1;
+		bufferevent_disable(bev, EV_READ);
+	}
 }
 
 /* libagg took what we wrote: held reads may go on. */
@@ -168,7 +177,6 @@ static void ul_up(struct agg_usblink *ul)
 	}
 	bufferevent_setcb(ul->bev, usblink_read_cb, usblink_write_cb,
 	    usblink_event_cb, ul);
-	bufferevent_setwatermark(ul->bev, EV_READ, 0, UL_READ_HIGH);
 	bufferevent_setwatermark(ul->bev, EV_WRITE, UL_OUT_LOW, 0);
 	bufferevent_enable(ul->bev, EV_READ | EV_WRITE);
 	ul->state = UL_UP;
@@ -220,6 +228,11 @@ size_t agg_usblink_next_transfer(struct agg_usblink *ul, uint8_t *buf,
 	if (n > 0) {
 		agg_usb_header_write(buf, AGG_USB_DATA, ul->generation);
 		evbuffer_remove(in, buf + AGG_USB_HEADER_LEN, n);
+		if (ul->paused && ul->state == UL_UP &&
+		    evbuffer_get_length(in) < UL_READ_HIGH) {
+			ul->paused = 0;
+			bufferevent_enable(ul->bev, EV_READ);
+		}
 		ul->st.tx_transfers++;
 		ul->st.tx_bytes += n;
 		return AGG_USB_HEADER_LEN + n;

@@ -36,6 +36,24 @@ gadget=/sys/kernel/config/usb_gadget/agg-dummy_udc_0
 mkdir -p /srv /tmp/www
 hostname aggvm
 
+echo "correct horse battery staple" > /tmp/secret
+
+# Runs agg-server on usb-gadget URL $1 and checks that it fails at once
+# with exit status 1 and the message $2.
+gadget_error() {
+	out=$(timeout 20 agg-server -k /tmp/secret -l "$1" 2>&1)
+	rc=$?
+	if [ "$rc" = 1 ] && [ "$out" = "$2" ]; then
+		return 0
+	fi
+	echo "unexpected (exit $rc): $out"
+	return 1
+}
+
+# 0. Clear errors while the kernel support is missing, piece by piece.
+errors=0
+gadget_error usb-gadget:// "agg-server: cannot serve usb-gadget://: no USB device controller (/sys/class/udc is missing; load a UDC driver, e.g. modprobe dummy_hcd)" || errors=1
+
 # 1. Modules: the virtual host + device controller pair, the gadget
 # framework and FunctionFS.
 speed=super
@@ -43,8 +61,22 @@ modprobe dummy_hcd is_super_speed=1 2>/dev/null || {
 	speed=high
 	modprobe dummy_hcd
 }
-modprobe usb_f_fs
+gadget_error usb-gadget://udc9 "agg-server: cannot serve usb-gadget://udc9: no UDC named 'udc9' in /sys/class/udc" || errors=1
+gadget_error usb-gadget:// "agg-server: cannot serve usb-gadget://: /sys/kernel/config/usb_gadget is missing: configfs is not mounted or libcomposite is not loaded (modprobe libcomposite; mount -t configfs none /sys/kernel/config)" || errors=1
+modprobe libcomposite
 mount -t configfs none /sys/kernel/config 2>/dev/null
+# The kernel cannot load usb_f_fs by itself here (no /sbin/modprobe).
+gadget_error usb-gadget:// "agg-server: cannot serve usb-gadget://: FunctionFS is not available: the usb_f_fs module is missing (modprobe usb_f_fs)" || errors=1
+if [ -e /sys/kernel/config/usb_gadget/agg-dummy_udc_0 ]; then
+	echo "a failed start left its gadget behind"
+	errors=1
+fi
+if [ "$errors" = 0 ]; then
+	ok "agg-server names what is missing: no UDC, no such UDC, no configfs/libcomposite, no usb_f_fs (exit 1, one line each)"
+else
+	bad "agg-server error messages"
+fi
+modprobe usb_f_fs
 if lsmod | grep -q '^dummy_hcd' && lsmod | grep -q '^usb_f_fs' &&
 	lsmod | grep -q '^libcomposite' && [ -e /sys/class/udc/dummy_udc.0 ]; then
 	ok "modules loaded (dummy_hcd $speed speed, libcomposite, usb_f_fs), UDC dummy_udc.0"
@@ -54,7 +86,6 @@ else
 fi
 
 ip link set lo up
-echo "correct horse battery staple" > /tmp/secret
 head -c $((16 * 1024 * 1024)) /dev/urandom > /tmp/www/big
 head -c $((4 * 1024 * 1024)) /dev/urandom > /tmp/www/mid
 big_sum=$(sha256sum < /tmp/www/big)
@@ -127,6 +158,24 @@ if [ "$mode" = bench ]; then
 	finish
 fi
 
+# Host side errors: an absent device, a device node not ours.
+agg-client -v -k /tmp/secret -D 127.0.0.1:1081 usb://dead:beef > /tmp/absent.log 2>&1 &
+absent=$!
+su -s /bin/sh -c 'exec agg-client -v -k /tmp/secret -D 127.0.0.1:1082 usb://1209:0001' nobody > /tmp/denied.log 2>&1 &
+denied=$!
+node=$(grep -o 'usb:1209:0001@[0-9]*\.[0-9]*' /tmp/client.log | head -n 1)
+node=$(printf '/dev/bus/usb/%03d/%03d' "$(echo "${node#*@}" | cut -d. -f1)" "$(echo "${node#*@}" | cut -d. -f2)")
+wait_for 100 log_has 'cannot reach usb://dead:beef: no USB device dead:beef found' /tmp/absent.log
+wait_for 100 log_has "cannot reach usb://1209:0001: permission denied on $node (run as root or add a udev rule such as SUBSYSTEM==\"usb\", ATTR{idVendor}==\"1209\", ATTR{idProduct}==\"0001\", MODE=\"0660\", GROUP=\"plugdev\")" /tmp/denied.log
+kill "$absent" "$denied"
+wait "$absent" "$denied"
+if log_has 'cannot reach usb://dead:beef: no USB device dead:beef found' /tmp/absent.log &&
+	log_has "permission denied on $node (run as root or add a udev rule" /tmp/denied.log; then
+	ok "agg-client: '$(grep -o 'cannot reach usb://dead.*' /tmp/absent.log | head -n 1)' and '$(grep -o 'permission denied on [^ ]*' /tmp/denied.log | head -n 1) (...udev rule...)'"
+else
+	bad "agg-client errors: $(tail -n 2 /tmp/absent.log | tr '\n' '|') $(tail -n 2 /tmp/denied.log | tr '\n' '|')"
+fi
+
 wait_for 100 log_has 'connected: 2 links up' /tmp/client.log
 if fetch big /tmp/out1 && [ "$(sha256sum < /tmp/out1)" = "$big_sum" ]; then
 	ok "16 MiB through SOCKS over the usb + tcp links intact"
@@ -185,8 +234,10 @@ if [ ! -e "$gadget" ] && ! grep -q ERROR /tmp/server.log; then
 else
 	bad "gadget left behind or errors: $(tail -n 3 /tmp/server.log | tr '\n' '|')"
 fi
-echo "--- client log (tail)"
-tail -n 15 /tmp/client.log
-echo "--- server log (tail)"
-tail -n 15 /tmp/server.log
+if [ "$failed" -gt 0 ]; then
+	echo "--- client log"
+	grep -v 'cannot reach tcp' /tmp/client.log | tail -n 60
+	echo "--- server log"
+	grep -v 'link 127.0.0.1' /tmp/server.log | tail -n 60
+fi
 finish

@@ -47,7 +47,8 @@ while read -r lib; do
 	cp -L "$lib" "$root$lib"
 done < "$tmp/libs"
 libpath=$(xargs -n 1 dirname < "$tmp/libs" | sort -u | paste -sd :)
-echo 'root:x:0:0:root:/:/bin/sh' > "$root/etc/passwd"
+printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 echo '127.0.0.1 localhost' > "$root/etc/hosts"
 echo 'nameserver 127.0.0.1' > "$root/etc/resolv.conf"
 
@@ -75,6 +76,8 @@ timeout 900 qemu-system-x86_64 -nographic -nic none -no-reboot -m 1024 \
 	-append 'console=ttyS0 panic=-1 loglevel=3' \
 	> "$log" 2>&1 < /dev/null || rc=$?
 tr -d '\r' < "$log" > "$log.txt"
+mkdir -p "$build/meson-logs"
+cp "$log.txt" "$build/meson-logs/usb-vm-$mode-console.log"
 if [ "$mode" = bench ]; then
 	grep '^BENCH' "$log.txt" || { cat "$log.txt"; exit 1; }
 	exit 0
@@ -89,15 +92,15 @@ while read -r line; do
 done < "$log.txt"
 if ! grep -q '^AGG-VM-RESULT: ' "$log.txt"; then
 	echo "--- console (qemu exit $rc)"
-	tail -n 60 "$log.txt"
+	tail -n 150 "$log.txt"
 	echo "not ok - the VM did not finish the test (qemu exit $rc)"
 	failed=$((failed + 1))
 elif [ "$failed" -gt 0 ]; then
 	echo "--- console"
-	tail -n 60 "$log.txt"
+	tail -n 150 "$log.txt"
 fi
-# The guest runs 8 checks; fewer PASS lines mean it stopped early.
-if [ "$passed" -lt 8 ] && [ "$failed" = 0 ]; then
+# The guest runs 12 checks; fewer PASS lines mean it stopped early.
+if [ "$passed" -lt 12 ] && [ "$failed" = 0 ]; then
 	echo "not ok - only $passed checks passed"
 	failed=1
 fi

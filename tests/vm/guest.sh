@@ -137,24 +137,28 @@ fetch() { # URL-path output [curl options...]
 }
 
 if [ "$mode" = bench ]; then
-	for run in 1 2; do
-		s=$(date +%s%N)
-		fetch big /tmp/out
-		e=$(date +%s%N)
-		echo "BENCH usb $run $(size_of /tmp/out) $(((e - s) / 1000))"
-	done
+	# One link alone each time: usb, then tcp; curl reports the rate.
+	bench() { # label
+		for run in 1 2 3; do
+			r=$(curl -sS --max-time 300 --socks5-hostname 127.0.0.1:1080 \
+				-o /tmp/out -w '%{size_download} %{time_total} %{speed_download}' \
+				http://127.0.0.1:8080/big)
+			if [ "$(sha256sum < /tmp/out)" = "$big_sum" ]; then
+				echo "BENCH $1 $run $r"
+			else
+				echo "BENCH $1 $run corrupt"
+			fi
+		done
+	}
+	bench usb
 	kill "$client"
 	wait "$client"
 	agg-client -k /tmp/secret -D 127.0.0.1:1080 tcp://127.0.0.1:5800 > /tmp/client2.log 2>&1 &
 	client=$!
 	wait_for 100 fetch mid /tmp/out
-	for run in 1 2; do
-		s=$(date +%s%N)
-		fetch big /tmp/out
-		e=$(date +%s%N)
-		echo "BENCH tcp $run $(size_of /tmp/out) $(((e - s) / 1000))"
-	done
+	bench tcp
 	kill "$client" "$server" "$relay"
+	wait "$client" "$server"
 	finish
 fi
 

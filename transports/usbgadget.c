@@ -647,11 +647,13 @@ static void usbgadget_ep0_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case FUNCTIONFS_SETUP:
 			/* No class or vendor requests: stall them with a
-			 * zero-length transfer in the other direction. */
+			 * zero-length transfer against the data stage's
+			 * direction (reading answers an IN request, writing
+			 * an OUT one; the kernel stalls the mismatch). */
 			if (evs[i].u.setup.bRequestType & USB_DIR_IN) {
-				if (write((int)fd, NULL, 0) < 0)
+				if (read((int)fd, NULL, 0) < 0)
 					agg_log_debug("stalled a request");
-			} else if (read((int)fd, NULL, 0) < 0) {
+			} else if (write((int)fd, NULL, 0) < 0) {
 				agg_log_debug("stalled a request");
 			}
 			break;

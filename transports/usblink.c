@@ -260,6 +260,12 @@ enum agg_usblink_input_result agg_usblink_input(struct agg_usblink *ul,
 		ul->st.empty++;
 		return AGG_USBLINK_READ_AGAIN;
 	}
+	if (agg_usb_header_read(buf, len, &type, &gen) != 0 &&
+	    ul->state == UL_HELLO) {
+		/* The tail of a transfer the previous attach began. */
+		ul->st.stale++;
+		return AGG_USBLINK_READ_AGAIN;
+	}
 	if (agg_usb_header_read(buf, len, &type, &gen) != 0) {
 		char why[80];
 

@@ -285,6 +285,9 @@ START_TEST(test_zlp_and_stale)
 	memcpy(t + AGG_USB_HEADER_LEN, "stale", 5);
 	ck_assert_int_eq(agg_usblink_input(gadget.ul, t, sizeof(t)),
 	    AGG_USBLINK_READ_AGAIN);
+	/* So is a piece without a header (the tail of an old transfer). */
+	ck_assert_int_eq(agg_usblink_input(gadget.ul, (const uint8_t *)
+	    "tail of an old transfer", 23), AGG_USBLINK_READ_AGAIN);
 	/* A zero-length packet is ignored. */
 	ck_assert_int_eq(agg_usblink_input(gadget.ul, t, 0),
 	    AGG_USBLINK_READ_AGAIN);
@@ -301,7 +304,7 @@ START_TEST(test_zlp_and_stale)
 	ck_assert_uint_eq(evbuffer_get_length(gadget.got), 0);
 	ck_assert_uint_eq(evbuffer_get_length(host.got), 0);
 	agg_usblink_get_stats(gadget.ul, &st);
-	ck_assert_uint_eq(st.stale, 2);
+	ck_assert_uint_eq(st.stale, 3);
 	ck_assert_uint_eq(st.empty, 1);
 	agg_usblink_get_stats(host.ul, &st);
 	ck_assert_uint_eq(st.stale, 1);

@@ -403,7 +403,8 @@ static void ug_submit_reads(struct agg_usbgadget *g)
 	char why[160];
 	size_t i;
 
-	for (i = 0; i < UG_NREADS && g->enabled && g->ul != NULL; i++) {
+	for (i = 0; i < UG_NREADS && g->enabled && g->ul != NULL &&
+	    !agg_usblink_is_closed(g->ul); i++) {
 		struct ug_slot *sl = &g->slots[i];
 
 		if (sl->busy || sl->held)
@@ -541,19 +542,24 @@ static void ug_read_done(struct agg_usbgadget *g, struct ug_slot *sl,
 		sl->held = 1;
 }
 
-/* AIO completions arrived: read the eventfd and collect them. */
+/* AIO completions arrived: read the eventfd and collect them, then
+ * submit again. Submitting only after collecting keeps a transfer that
+ * fails at once (an endpoint going away) from looping here: its
+ * completion raises the eventfd and comes back through the event loop,
+ * where ep0's DISABLE gets its turn. */
 static void usbgadget_aio_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct agg_usbgadget *g = arg;
 	struct io_event evs[UG_NSLOTS];
 	uint64_t count;
 	char why[160];
-	int n, i;
+	int n, i, rounds;
 
 	(void)what;
 	if (read((int)fd, &count, sizeof(count)) < 0)
 		return;
-	while ((n = ug_io_getevents(g->aio, UG_NSLOTS, evs)) > 0) {
+	for (rounds = 0; rounds < 4 &&
+	    (n = ug_io_getevents(g->aio, UG_NSLOTS, evs)) > 0; rounds++) {
 		for (i = 0; i < n; i++) {
 			struct ug_slot *sl =
 			    (struct ug_slot *)(uintptr_t)evs[i].data;
@@ -569,9 +575,9 @@ static void usbgadget_aio_cb(evutil_socket_t fd, short what, void *arg)
 				agg_usblink_fail(g->ul, why);
 			}
 		}
-		ug_submit_reads(g);
-		ug_fill(g);
 	}
+	ug_submit_reads(g);
+	ug_fill(g);
 }
 
 /* Cancels every transfer in flight (they complete with an error). */
@@ -634,9 +640,11 @@ static void usbgadget_ep0_cb(evutil_socket_t fd, short what, void *arg)
 			ug_enable(g);
 			break;
 		case FUNCTIONFS_DISABLE:
+			agg_log_info("USB gadget on %s: disabled", g->udc);
 			ug_disable(g, "USB host went away (disabled)");
 			break;
 		case FUNCTIONFS_UNBIND:
+			agg_log_info("USB gadget on %s: unbound", g->udc);
 			ug_disable(g, "USB gadget unbound from its UDC");
 			break;
 		case FUNCTIONFS_SUSPEND:

@@ -242,6 +242,6 @@ if [ "$failed" -gt 0 ]; then
 	echo "--- client log"
 	grep -v 'cannot reach tcp' /tmp/client.log | tail -n 60
 	echo "--- server log"
-	grep -v 'link 127.0.0.1' /tmp/server.log | tail -n 60
+	tail -n 80 /tmp/server.log
 fi
 finish

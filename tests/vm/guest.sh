@@ -207,6 +207,8 @@ if wait "$dl" && [ "$(sha256sum < /tmp/out2)" = "$big_sum" ]; then
 	ok "16 MiB download intact across the unplug (finished over tcp)"
 else
 	bad "download across the unplug: $(size_of /tmp/out2) bytes"
+	echo "agg-server: $(cat /proc/$server/stat | cut -d' ' -f3,14,15) wchan=$(cat /proc/$server/wchan) syscall=$(cat /proc/$server/syscall)"
+	cat /proc/$server/stack
 fi
 
 # 3. Replug: the usb link comes back and carries traffic alone.

@@ -327,6 +327,7 @@ fail:
 /* Fills one full/high speed descriptor set. */
 static void ug_fill_fs_hs(struct ug_fs_hs *d, uint16_t max_packet)
 {
+	memset(d, 0, sizeof(*d));
 	d->intf.bLength = sizeof(d->intf);
 	d->intf.bDescriptorType = USB_DT_INTERFACE;
 	d->intf.bNumEndpoints = 2;

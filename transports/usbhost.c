@@ -199,13 +199,18 @@ static void uh_check_detached(struct agg_usbhost *h)
 	event_active(h->finish_ev, 0, 0);
 }
 
-/* Deferred: release the device, scan again soon. */
+/* Deferred: release the device, scan again soon. A transfer submitted
+ * after the check (the CLOSE that ended the usblink) defers it again. */
 static void usbhost_finish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct agg_usbhost *h = arg;
+	size_t i;
 
 	(void)fd;
 	(void)what;
+	for (i = 0; i < UH_NSLOTS; i++)
+		if (h->slots[i].busy)
+			return;
 	uh_release(h);
 	uh_schedule_scan(h, UH_RESCAN_MS);
 }
@@ -572,12 +577,6 @@ int agg_usbhost_link_state(struct agg_usbhost *h, struct agg_link *link,
 		h->link = NULL;
 	}
 	return 1;
-}
-
-/* Whether a device is attached. */
-int agg_usbhost_attached(const struct agg_usbhost *h)
-{
-	return h->link != NULL;
 }
 
 /* Frees the usbhost. */

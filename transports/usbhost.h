@@ -29,8 +29,6 @@ struct agg_usbhost *agg_usbhost_new(struct event_base *base,
 /* The session's link_state events; 1 if link was this usbhost's. */
 int agg_usbhost_link_state(struct agg_usbhost *h, struct agg_link *link,
     enum agg_link_state state, const char *reason);
-/* Whether a link is wanted (always) and whether one exists now. */
-int agg_usbhost_attached(const struct agg_usbhost *h);
 /* Closes the link, releases the device and frees the usbhost. */
 void agg_usbhost_free(struct agg_usbhost *h);
 

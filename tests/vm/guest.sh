@@ -234,11 +234,15 @@ fi
 
 # 4. Clean stop: the gadget leaves configfs.
 kill "$client" "$server"
-wait "$client" "$server"
-if [ ! -e "$gadget" ] && ! grep -q ERROR /tmp/server.log; then
-	ok "agg-server removed its gadget on SIGTERM"
+wait "$client"
+client_rc=$?
+wait "$server"
+server_rc=$?
+if [ ! -e "$gadget" ] && [ "$client_rc" = 0 ] && [ "$server_rc" = 0 ] &&
+	! grep -q 'ERROR\|Sanitizer\|runtime error' /tmp/server.log /tmp/client.log; then
+	ok "SIGTERM: both exit 0, agg-server removed its gadget, no sanitizer report"
 else
-	bad "gadget left behind or errors: $(tail -n 3 /tmp/server.log | tr '\n' '|')"
+	bad "stop: client exit $client_rc, server exit $server_rc: $(grep -h 'ERROR\|Sanitizer\|runtime error' /tmp/server.log /tmp/client.log | head -n 3 | tr '\n' '|')"
 fi
 if [ "$failed" -gt 0 ]; then
 	echo "--- client log"

@@ -257,28 +257,46 @@ static void LIBUSB_CALL usbhost_transfer_cb(struct libusb_transfer *xfer)
 		uh_submit_reads(h);
 }
 
-/* Submits one slot. */
+/* Submits one slot; 0 or a libusb error. */
 static int uh_submit(struct agg_usbhost *h, struct uh_slot *sl, size_t len)
 {
+	int r;
+
 	libusb_fill_bulk_transfer(sl->xfer, h->dev, sl->write ? h->ep_out :
 	    h->ep_in, sl->buf, (int)len, usbhost_transfer_cb, sl, 0);
-	if (libusb_submit_transfer(sl->xfer) != 0)
-		return -1;
+	if ((r = libusb_submit_transfer(sl->xfer)) != 0)
+		return r;
 	sl->busy = 1;
 	sl->held = 0;
 	return 0;
+}
+
+/* Ends the usblink after a submission failed with libusb error r. */
+static void uh_submit_failed(struct agg_usbhost *h, int r)
+{
+	char why[120];
+
+	if (r == LIBUSB_ERROR_NO_DEVICE) {
+		agg_usblink_fail(h->ul, "USB device unplugged");
+		return;
+	}
+	snprintf(why, sizeof(why), "cannot submit a USB transfer: %s",
+	    libusb_strerror(r));
+	agg_usblink_fail(h->ul, why);
 }
 
 /* Submits every idle read that is not held. */
 static void uh_submit_reads(struct agg_usbhost *h)
 {
 	size_t i;
+	int r;
 
 	for (i = 0; i < UH_NREADS && h->ul != NULL && !h->detaching; i++) {
 		if (h->slots[i].busy || h->slots[i].held)
 			continue;
-		if (uh_submit(h, &h->slots[i], AGG_USB_TRANSFER_MAX) != 0) {
-			agg_usblink_fail(h->ul, "cannot submit a USB read");
+		if ((r = uh_submit(h, &h->slots[i], AGG_USB_TRANSFER_MAX)) !=
+		    0) {
+			uh_submit_failed(h, r);
 			return;
 		}
 	}
@@ -288,6 +306,7 @@ static void uh_submit_reads(struct agg_usbhost *h)
 static void uh_fill(struct agg_usbhost *h)
 {
 	size_t i, n;
+	int r;
 
 	for (i = UH_NREADS; i < UH_NSLOTS && h->ul != NULL && !h->detaching;
 	    i++) {
@@ -297,8 +316,8 @@ static void uh_fill(struct agg_usbhost *h)
 		    AGG_USB_TRANSFER_MAX);
 		if (n == 0)
 			return;
-		if (uh_submit(h, &h->slots[i], n) != 0) {
-			agg_usblink_fail(h->ul, "cannot submit a USB write");
+		if ((r = uh_submit(h, &h->slots[i], n)) != 0) {
+			uh_submit_failed(h, r);
 			return;
 		}
 	}

@@ -161,6 +161,8 @@ static const char usage_text[] =
 "                     ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH of an\n"
 "                     agg-server (default port 5800); several may be\n"
 "                     given, of any schemes, for one session\n"
+"                     usb://[VID:PID][?serial=S] is a USB link to an\n"
+"                     agg-server acting as a USB gadget (default 1209:0001)\n"
 "\n"
 "  --ca FILE          tls:// and wss://: trust the server certificates this\n"
 "                     CA file signed (default: the system store); the\n"

@@ -35,6 +35,7 @@
 #include "tcp.h"
 #include "tls.h"
 #include "ws.h"
+#include "usbgadget.h"
 
 #ifndef AGG_VERSION
 #define AGG_VERSION "unknown"
@@ -77,6 +78,7 @@ enum {
 	OPT_CERT,
 	OPT_CERT_KEY,
 	OPT_CLIENT_CA,
+	OPT_USB_ID,
 	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
@@ -90,6 +92,7 @@ static const struct option server_long_options[] = {
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "usb-id", required_argument, NULL, OPT_USB_ID },
 	{ "help", no_argument, NULL, 'h' },
 	{ "cert", required_argument, NULL, OPT_CERT },
 	{ "key", required_argument, NULL, OPT_CERT_KEY },
@@ -131,7 +134,7 @@ static const char server_usage[] =
 "                  [--monitor|--no-monitor] [--config FILE]\n"
 "                  [--max-connecting N] [--max-buffered MIB]\n"
 "                  [--max-handshaking N] [--show-config]\n"
-"                  [--tcp-congestion CC] [-v|-q]\n"
+"                  [--tcp-congestion CC] [--usb-id VID:PID] [-v|-q]\n"
 "                  [--version] [--help]\n"
 "\n"
 "Takes links from agg-client, puts each client's streams back together and\n"
@@ -139,15 +142,18 @@ static const char server_usage[] =
 "\n"
 "  -l, --listen URL       take links on URL; may be repeated, schemes\n"
 "                         mixed: tcp://[ADDR]:PORT, tls://[ADDR]:PORT,\n"
-"                         ws://[ADDR]:PORT/PATH, wss://[ADDR]:PORT/PATH.\n"
-"                         Default tcp://[::]:5800 (every address, IPv6\n"
-"                         and IPv4)\n"
+"                         ws://[ADDR]:PORT/PATH, wss://[ADDR]:PORT/PATH,\n"
+"                         or usb-gadget://[UDC] to be a USB device on\n"
+"                         that UDC (/sys/class/udc; the first one by\n"
+"                         default). Default tcp://[::]:5800 (every\n"
+"                         address, IPv6 and IPv4)\n"
 "      --cert F --key F   tls:// and wss://: the server certificate (chain)\n"
 "                         and its key; without them TLS 1.3 uses a PSK\n"
 "                         derived from the -k secret\n"
 "      --client-ca F      require client certificates signed by this CA;\n"
 "                         with only tls:// and wss:// listeners, -k may\n"
 "                         then be left out\n"
+"      --usb-id VID:PID   USB IDs of usb-gadget:// (hex; default 1209:0001)\n"
 "  -k, --secret FILE      the shared secret: the first line of FILE\n"
 "      --insecure-no-auth run without a secret: anyone who reaches the\n"
 "                         server may use it. Loopback, private, link-local,\n"
@@ -213,6 +219,7 @@ struct server_args {
 	                         none; -1 until the command line is read */
 	bool show_config, default_listen;
 	unsigned long max_connecting, max_buffered_mib, max_handshaking;
+	unsigned usb_vid, usb_pid;
 };
 
 struct server;
@@ -244,6 +251,8 @@ struct server {
 	struct agg_tls *tls;           /* tls:// and wss:// listeners */
 	TAILQ_HEAD(, server_handshake) handshakes;
 	size_t nhandshakes;
+	struct agg_usbgadget *gadgets[SERVER_MAX_LISTENERS];
+	size_t ngadgets;
 	struct agg_session *dead[SERVER_MAX_SESSIONS]; /* closed, to remove */
 	size_t ndead;
 	struct event *reap;
@@ -285,6 +294,9 @@ static void server_args_add_url(struct server_args *a, const char *text)
 	u = &a->urls[a->nurls];
 	if (agg_url_parse(text, u, err, sizeof(err)) != 0)
 		server_usage_error("%s", err);
+	if (u->scheme == AGG_URL_USB)
+		server_usage_error("usb:// names a device for agg-client; "
+		    "agg-server takes usb-gadget://[UDC]");
 	a->nurls++;
 }
 
@@ -419,6 +431,12 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 			break;
 		case 'q':
 			a->quiet = true;
+			break;
+		case OPT_USB_ID:
+			if (agg_usb_ids_parse(optarg, &a->usb_vid,
+			    &a->usb_pid) != 0)
+				server_usage_error("bad --usb-id '%s': expected "
+				    "VID:PID in hex, e.g. 1209:0001", optarg);
 			break;
 		case OPT_VERSION:
 			printf("agg-server %s\n", AGG_VERSION);
@@ -759,7 +777,8 @@ static void server_accept_cb(struct bufferevent *bev, const char *peer,
 	struct server_handshake *h;
 	char err[256];
 
-	if (srv->stopping || l->url.scheme == AGG_URL_TCP) {
+	if (srv->stopping || l->url.scheme == AGG_URL_TCP ||
+	    l->url.scheme == AGG_URL_USB_GADGET) {
 		server_take_link(srv, bev, peer);
 		return;
 	}
@@ -812,6 +831,9 @@ static void server_stop(struct server *srv, const char *why)
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i].tcp);
 	srv->nlisteners = 0;
+	for (i = 0; i < srv->ngadgets; i++)
+		agg_usbgadget_free(srv->gadgets[i]);
+	srv->ngadgets = 0;
 	while (!TAILQ_EMPTY(&srv->handshakes))
 		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
 	evtimer_add(srv->stop_timer, &tv);
@@ -952,6 +974,16 @@ static void server_setup(struct server *srv, struct server_args *a,
 
 		l->srv = srv;
 		l->url = a->urls[i];
+		if (l->url.scheme == AGG_URL_USB_GADGET) {
+			srv->gadgets[srv->ngadgets] = agg_usbgadget_new(
+			    srv->base, &a->urls[i], a->usb_vid, a->usb_pid,
+			    server_accept_cb, l, err, sizeof(err));
+			if (srv->gadgets[srv->ngadgets] == NULL)
+				server_fatal("%s", err);
+			srv->ngadgets++;
+			srv->nlisteners++;
+			continue;
+		}
 		l->tcp = agg_tcp_listen(srv->base, &a->urls[i],
 		    server_accept_cb, l, err, sizeof(err));
 		if (l->tcp == NULL)
@@ -992,6 +1024,8 @@ static void server_teardown(struct server *srv)
 		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
 	monitor_free(srv->monitor);
 	agg_dump_close(srv->dump);
+	for (i = 0; i < srv->ngadgets; i++)
+		agg_usbgadget_free(srv->gadgets[i]);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);
 	agg_tls_free(srv->tls);
@@ -1023,6 +1057,8 @@ int main(int argc, char *argv[])
 	args.max_connecting = SERVER_MAX_CONNECTING;
 	args.max_buffered_mib = SERVER_MAX_BUFFERED_MIB;
 	args.max_handshaking = AGG_HUB_MAX_HANDSHAKING;
+	args.usb_vid = AGG_USB_DEFAULT_VID;
+	args.usb_pid = AGG_USB_DEFAULT_PID;
 	if ((args.policy = policy_new()) == NULL)
 		server_fatal("out of memory");
 	if ((r = agg_conf_prepare(&server_syntax, argc, argv, &server_conf,

@@ -38,6 +38,7 @@
 #include "tcp.h"
 #include "tls.h"
 #include "ws.h"
+#include "usbhost.h"
 
 #define LS_MAX_SLOTS 32          /* a session takes at most 32 links */
 #define LS_MAX_ADDRS 16          /* addresses kept per server URL */
@@ -46,6 +47,7 @@
 #define LS_RESCAN_MS 5000
 #define LS_RESOLVE_MS 60000
 #define LS_RESOLVE_RETRY_MS 5000
+#define LS_MAX_USB 8             /* usb:// URLs */
 
 struct ls_server;
 struct ls_slot;
@@ -132,6 +134,8 @@ struct agg_linkset {
 	int have_proxy;
 	struct agg_http_proxy proxy;
 	char last_error[256];
+	size_t nusb;
+	struct agg_usbhost *usb[LS_MAX_USB]; /* usb:// links (usbhost.c) */
 };
 
 static void ls_tcp_wrap(struct ls_slot *slot, struct bufferevent *bev);
@@ -1097,6 +1101,30 @@ static void ls_server_free(struct ls_server *srv)
 	free(srv);
 }
 
+/* A usbhost's failure becomes the link set's last error. */
+static void ls_usb_error_cb(const char *message, void *arg)
+{
+	ls_error(arg, "%s", message);
+}
+
+/* Adds a usb:// endpoint: usbhost.c finds the device and keeps its link. */
+static int ls_add_usb(struct agg_linkset *ls, const struct agg_url *url,
+    char *err, size_t errlen)
+{
+	if (ls->nusb == LS_MAX_USB) {
+		snprintf(err, errlen, "too many usb:// URLs (at most %d)",
+		    LS_MAX_USB);
+		return -1;
+	}
+	if ((ls->usb[ls->nusb] = agg_usbhost_new(ls->base, ls->session, url,
+	    ls_usb_error_cb, ls)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ls->nusb++;
+	return 0;
+}
+
 /* Adds a server endpoint. */
 int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
     char *err, size_t errlen)
@@ -1106,6 +1134,8 @@ int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
 	char label[300];
 	int r;
 
+	if (url->scheme == AGG_URL_USB)
+		return ls_add_usb(ls, url, err, errlen);
 	if ((url->scheme == AGG_URL_TLS || url->scheme == AGG_URL_WSS) &&
 	    ls->cfg.tls == NULL) {
 		snprintf(err, errlen, "%s:// links need TLS settings",
@@ -1209,11 +1239,16 @@ fail:
 void agg_linkset_link_state(struct agg_linkset *ls, struct agg_link *link,
     enum agg_link_state state, const char *reason)
 {
-	struct ls_slot *s = agg_link_user(link);
+	struct ls_slot *s;
 	char target[400];
 	uint64_t now;
+	size_t i;
 	int stable;
 
+	for (i = 0; i < ls->nusb; i++)
+		if (agg_usbhost_link_state(ls->usb[i], link, state, reason))
+			return;
+	s = agg_link_user(link);
 	if (s == NULL || s->ls != ls || s->link != link)
 		return;
 	now = ls_now_us();
@@ -1285,7 +1320,7 @@ size_t agg_linkset_wanted(const struct agg_linkset *ls)
 	TAILQ_FOREACH(s, &ls->slots, entry)
 		if (!s->orphan)
 			n++;
-	return n;
+	return n + ls->nusb;
 }
 
 /* Closes every link and stops dialling. */
@@ -1297,6 +1332,8 @@ void agg_linkset_free(struct agg_linkset *ls)
 
 	if (ls == NULL)
 		return;
+	for (i = 0; i < ls->nusb; i++)
+		agg_usbhost_free(ls->usb[i]);
 	while ((s = TAILQ_FIRST(&ls->slots)) != NULL)
 		ls_slot_free(s, "link set closed");
 	while ((srv = TAILQ_FIRST(&ls->servers)) != NULL) {

@@ -54,7 +54,7 @@ struct agg_linkset *agg_linkset_new(struct event_base *base,
     const struct agg_linkset_config *cfg);
 /* Adds a server endpoint; -1 with a reason in err if the URL's scheme is
  * not supported (tls:// and wss:// need cfg->tls). Resolution happens in
- * the background. */
+ * the background. A usb:// URL gets one USB link, kept by usbhost.c. */
 int agg_linkset_add_server(struct agg_linkset *ls, const struct agg_url *url,
     char *err, size_t errlen);
 /* The session's link_state callback must forward every event here. */

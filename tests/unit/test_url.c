@@ -69,6 +69,65 @@ START_TEST(test_url_bad)
 }
 END_TEST
 
+START_TEST(test_url_usb)
+{
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{ "usb://1209", "bad URL 'usb://1209': expected "
+		    "usb://[VID:PID][?serial=S] with hex IDs such as 1209:0001" },
+		{ "usb://12g9:0001", "bad URL 'usb://12g9:0001': expected "
+		    "usb://[VID:PID][?serial=S] with hex IDs such as 1209:0001" },
+		{ "usb://1209:00011", "bad URL 'usb://1209:00011': expected "
+		    "usb://[VID:PID][?serial=S] with hex IDs such as 1209:0001" },
+		{ "usb://1209:0001?s=x", "bad URL 'usb://1209:0001?s=x': the "
+		    "only query is ?serial=S" },
+		{ "usb://?serial=", "bad URL 'usb://?serial=': the only query "
+		    "is ?serial=S" },
+		{ "usb-gadget://a/b", "bad URL 'usb-gadget://a/b': expected "
+		    "usb-gadget://[UDC], a name from /sys/class/udc" },
+	};
+	struct agg_url u;
+	char err[256];
+	unsigned vid, pid;
+	size_t i;
+
+	ck_assert_int_eq(agg_url_parse("usb://", &u, err, sizeof(err)), 0);
+	ck_assert_int_eq(u.scheme, AGG_URL_USB);
+	ck_assert_uint_eq(u.usb_vid, 0x1209);
+	ck_assert_uint_eq(u.usb_pid, 0x0001);
+	ck_assert_str_eq(u.usb_serial, "");
+	ck_assert_int_eq(agg_url_parse("usb://abCD:00ef?serial=board-7", &u,
+	    err, sizeof(err)), 0);
+	ck_assert_uint_eq(u.usb_vid, 0xabcd);
+	ck_assert_uint_eq(u.usb_pid, 0x00ef);
+	ck_assert_str_eq(u.usb_serial, "board-7");
+	ck_assert_int_eq(agg_url_parse("usb://?serial=x", &u, err,
+	    sizeof(err)), 0);
+	ck_assert_uint_eq(u.usb_vid, 0x1209);
+	ck_assert_str_eq(u.usb_serial, "x");
+	ck_assert_int_eq(agg_url_parse("usb-gadget://", &u, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(u.scheme, AGG_URL_USB_GADGET);
+	ck_assert_str_eq(u.udc, "");
+	ck_assert_int_eq(agg_url_parse("usb-gadget://dummy_udc.0", &u, err,
+	    sizeof(err)), 0);
+	ck_assert_str_eq(u.udc, "dummy_udc.0");
+	ck_assert_str_eq(agg_url_scheme_name(AGG_URL_USB_GADGET),
+	    "usb-gadget");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(agg_url_parse(bad[i].text, &u, err,
+		    sizeof(err)), -1);
+		ck_assert_str_eq(err, bad[i].err);
+	}
+	ck_assert_int_eq(agg_usb_ids_parse("1209:0001", &vid, &pid), 0);
+	ck_assert_uint_eq(vid, 0x1209);
+	ck_assert_uint_eq(pid, 1);
+	ck_assert_int_eq(agg_usb_ids_parse("1209:1", &vid, &pid), -1);
+	ck_assert_int_eq(agg_usb_ids_parse("1209-0001", &vid, &pid), -1);
+}
+END_TEST
+
 /* Writes text to a fresh temporary file; returns its path. */
 static char *temp_file(const char *text)
 {
@@ -120,6 +179,7 @@ int main(void)
 
 	tcase_add_test(tc, test_url_good);
 	tcase_add_test(tc, test_url_bad);
+	tcase_add_test(tc, test_url_usb);
 	tcase_add_test(tc, test_key_file);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -179,22 +179,44 @@ static int conf_parse_line(struct agg_conf *conf,
 	return 0;
 }
 
+/* Reads one line of f into buf (CONF_LINE_MAX + 2 bytes), without its
+ * newline, reading no further than one byte past the longest line: a
+ * file without newlines (/dev/zero) is refused, not held in memory.
+ * Returns its length, CONF_LINE_MAX + 1 when longer, -1 at the end. */
+static long conf_getline(FILE *f, char *buf)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		buf[len++] = (char)ch;
+		if (len > CONF_LINE_MAX)
+			break;
+	}
+	buf[len] = '\0';
+	if (ch == EOF && len == 0)
+		return -1;
+	return (long)len;
+}
+
 /* Reads every line of f into conf; -1 with "PATH:LINE: why" in err. */
 static int conf_read(struct agg_conf *conf, FILE *f,
     const struct agg_conf_syntax *syn, char *err, size_t errlen)
 {
-	char why[300], *buf = NULL, *line;
+	char why[300], *buf, *line;
 	unsigned lineno = 0;
-	size_t cap = 0, len;
-	ssize_t got;
+	size_t len;
+	long got;
 	int r = -1;
 
+	if ((buf = malloc(CONF_LINE_MAX + 2)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	errno = 0;
-	while ((got = getline(&buf, &cap, f)) > 0) {
+	while ((got = conf_getline(f, buf)) >= 0) {
 		lineno++;
 		len = (size_t)got;
-		if (buf[len - 1] == '\n')
-			buf[--len] = '\0';
 		if (len > CONF_LINE_MAX) {
 			snprintf(err, errlen, "%.300s:%u: line longer than %d "
 			    "bytes", conf->path, lineno, CONF_LINE_MAX);

@@ -180,6 +180,32 @@ START_TEST(test_long_line_and_missing_file)
 }
 END_TEST
 
+/* A line without its end (here a pipe that stays open after 8 KiB and
+ * no newline, as /dev/zero would be) is refused after 4097 bytes rather
+ * than read into memory until the end that never comes. */
+START_TEST(test_endless_line_refused)
+{
+	char path[64], err[512], want[600], **v;
+	char *argv[] = { "prog", "--config", path, NULL };
+	struct agg_conf *conf;
+	char block[8192];
+	int fds[2], n;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	memset(block, 'x', sizeof(block));
+	ck_assert_int_eq(write(fds[1], block, sizeof(block)),
+	    (ssize_t)sizeof(block));
+	snprintf(path, sizeof(path), "/dev/fd/%d", fds[0]);
+	ck_assert_int_eq(prepare(argv, 3, &conf, &n, &v, err, sizeof(err)), 2);
+	snprintf(want, sizeof(want), "%s:1: line longer than 4096 bytes",
+	    path);
+	ck_assert_str_eq(err, want);
+	ck_assert_ptr_null(conf);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 START_TEST(test_print)
 {
 	char *argv[] = { "prog", "--config=/etc/c", "-l", "tcp://a:1",
@@ -210,6 +236,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, test_no_config);
 	tcase_add_test(tc, test_errors_name_line);
 	tcase_add_test(tc, test_long_line_and_missing_file);
+	tcase_add_test(tc, test_endless_line_refused);
 	tcase_add_test(tc, test_print);
 	suite_add_tcase(s, tc);
 	return s;

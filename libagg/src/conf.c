@@ -409,13 +409,17 @@ static char *conf_option_text(const char *key, const char *value)
 	return t;
 }
 
+/* Ends the options of a merged vector before the file's positional
+ * values. */
+static char conf_end_of_options[] = "--";
+
 /* Builds the merged vector. */
 static int conf_merge(struct agg_conf *conf, const struct agg_conf_syntax *syn,
     const struct conf_given *g, int positional, int argc, char **argv,
     int *out_argc, char ***out_argv)
 {
-	size_t i, cap = 1 + (size_t)argc;
-	int n = 0, k;
+	size_t i, cap = 2 + (size_t)argc;
+	int n = 0, k, ended = 0;
 
 	for (i = 0; i < conf->nentries; i++)
 		cap += (size_t)conf->entries[i].count + 1;
@@ -450,11 +454,19 @@ static int conf_merge(struct agg_conf *conf, const struct agg_conf_syntax *syn,
 	for (k = 1; k < argc; k++)
 		conf->argv[n++] = argv[k];
 	for (i = 0; !positional && syn->positional != NULL &&
-	    i < conf->nentries; i++)
-		if (strcmp(conf->entries[i].key, syn->positional) == 0 &&
-		    conf_add_token(conf, &n, strdup(conf->entries[i].value),
+	    i < conf->nentries; i++) {
+		if (strcmp(conf->entries[i].key, syn->positional) != 0)
+			continue;
+		/* The file's positional values are values, not options, even
+		 * when they start with '-'; a "--" the command line ends
+		 * with already says so. */
+		if (!ended && (argc < 2 || strcmp(argv[argc - 1], "--") != 0))
+			conf->argv[n++] = conf_end_of_options;
+		ended = 1;
+		if (conf_add_token(conf, &n, strdup(conf->entries[i].value),
 		    conf->entries[i].line) != 0)
 			return -1;
+	}
 	conf->argv[n] = NULL;
 	*out_argc = n;
 	*out_argv = conf->argv;

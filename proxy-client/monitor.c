@@ -9,6 +9,7 @@
 
 #include <curses.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ struct monitor {
 	void *arg;
 	char program[32];
 	SCREEN *screen;
-	struct event *timer, *input;
+	struct event *timer, *input, *sigquit;
 	int show_all;
 	struct monitor_row rows[MONITOR_MAX_ROWS];
 	size_t nrows;
@@ -499,6 +500,17 @@ static void monitor_input_cb(evutil_socket_t fd, short what, void *arg)
 	monitor_draw(m);
 }
 
+/* Ctrl-\ (SIGQUIT): cbreak mode keeps it a signal, and its default
+ * action would leave the terminal without echo; quit as with q. */
+static void monitor_sigquit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct monitor *m = arg;
+
+	(void)fd;
+	(void)what;
+	m->cbs->quit(m->arg);
+}
+
 /* Takes over the terminal. */
 struct monitor *monitor_new(struct event_base *base, const char *program,
     const struct monitor_callbacks *cbs, void *arg, char *err,
@@ -530,8 +542,10 @@ struct monitor *monitor_new(struct event_base *base, const char *program,
 	m->timer = event_new(base, -1, EV_PERSIST, monitor_timer_cb, m);
 	m->input = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST,
 	    monitor_input_cb, m);
-	if (m->timer == NULL || m->input == NULL ||
-	    event_add(m->timer, &tv) != 0) {
+	m->sigquit = evsignal_new(base, SIGQUIT, monitor_sigquit_cb, m);
+	if (m->timer == NULL || m->input == NULL || m->sigquit == NULL ||
+	    event_add(m->timer, &tv) != 0 || evsignal_add(m->sigquit,
+	    NULL) != 0) {
 		snprintf(err, errlen, "out of memory");
 		monitor_free(m);
 		return NULL;
@@ -556,6 +570,8 @@ void monitor_free(struct monitor *m)
 		event_free(m->timer);
 	if (m->input != NULL)
 		event_free(m->input);
+	if (m->sigquit != NULL)
+		event_free(m->sigquit);
 	if (m->screen != NULL) {
 		endwin();
 		delscreen(m->screen);

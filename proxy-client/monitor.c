@@ -75,10 +75,12 @@ struct monitor {
 	size_t nevents, next_event;
 };
 
-/* Whether stdout is a terminal. */
+/* Whether stdout is a terminal we have in the foreground: a background
+ * job (`agg-client ... &`) that set the terminal's modes would be stopped
+ * by SIGTTOU before serving anything. */
 int monitor_default(void)
 {
-	return isatty(STDOUT_FILENO);
+	return isatty(STDOUT_FILENO) && tcgetpgrp(STDOUT_FILENO) == getpgrp();
 }
 
 /* Monotonic clock in microseconds. */

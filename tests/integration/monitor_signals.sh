@@ -103,5 +103,21 @@ for how in 03 1c TERM; do
 	    "'$client_bin' -k '$tmp/secret' -D 127.0.0.1:$socks_port tcp://127.0.0.1:$port"
 done
 
+# A background job (`agg-client ... &` in an interactive shell) gets no
+# monitor by default: taking the terminal from the background would stop
+# it (SIGTTOU, "Stopped (tty output)") before it serves anything.
+bg=$tmp/bg
+mkdir -p "$bg"
+tmux new-session -d -s "$tag-bg" -x 120 -y 40 "bash --norc --noprofile -i"
+sleep 0.5
+tmux send-keys -t "$tag-bg" "'$client_bin' -k '$tmp/secret' -D 127.0.0.1:$(free_port) tcp://127.0.0.1:$port 2>'$bg/log' & echo \$! > '$bg/pid'; sleep 2; jobs -l > '$bg/jobs'; kill -KILL %1; echo done > '$bg/done'" Enter
+wait_file "$bg/done" >/dev/null
+if grep -q Running "$bg/jobs"; then
+	ok "client started in the background keeps running, without monitor"
+else
+	not_ok "client started in the background: $(cat "$bg/jobs")"
+fi
+tmux kill-session -t "$tag-bg" 2>/dev/null || true
+
 echo "# $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -64,7 +64,7 @@ struct monitor {
 	void *arg;
 	char program[32];
 	SCREEN *screen;
-	struct event *timer, *input, *sigquit;
+	struct event *timer, *input, *sigquit, *sighup;
 	int show_all;
 	struct monitor_row rows[MONITOR_MAX_ROWS];
 	size_t nrows;
@@ -502,9 +502,10 @@ static void monitor_input_cb(evutil_socket_t fd, short what, void *arg)
 	monitor_draw(m);
 }
 
-/* Ctrl-\ (SIGQUIT): cbreak mode keeps it a signal, and its default
- * action would leave the terminal without echo; quit as with q. */
-static void monitor_sigquit_cb(evutil_socket_t fd, short what, void *arg)
+/* Ctrl-\ (SIGQUIT), or SIGHUP where the owner does not take it: their
+ * default action would end the program with the terminal left without
+ * echo (cbreak mode keeps Ctrl-\ a signal); quit as with q. */
+static void monitor_signal_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct monitor *m = arg;
 
@@ -544,10 +545,12 @@ struct monitor *monitor_new(struct event_base *base, const char *program,
 	m->timer = event_new(base, -1, EV_PERSIST, monitor_timer_cb, m);
 	m->input = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST,
 	    monitor_input_cb, m);
-	m->sigquit = evsignal_new(base, SIGQUIT, monitor_sigquit_cb, m);
+	m->sigquit = evsignal_new(base, SIGQUIT, monitor_signal_cb, m);
+	m->sighup = evsignal_new(base, SIGHUP, monitor_signal_cb, m);
 	if (m->timer == NULL || m->input == NULL || m->sigquit == NULL ||
-	    event_add(m->timer, &tv) != 0 || evsignal_add(m->sigquit,
-	    NULL) != 0) {
+	    m->sighup == NULL || event_add(m->timer, &tv) != 0 ||
+	    evsignal_add(m->sigquit, NULL) != 0 ||
+	    evsignal_add(m->sighup, NULL) != 0) {
 		snprintf(err, errlen, "out of memory");
 		monitor_free(m);
 		return NULL;
@@ -574,6 +577,8 @@ void monitor_free(struct monitor *m)
 		event_free(m->input);
 	if (m->sigquit != NULL)
 		event_free(m->sigquit);
+	if (m->sighup != NULL)
+		event_free(m->sighup);
 	if (m->screen != NULL) {
 		endwin();
 		delscreen(m->screen);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The monitor gives the terminal back however the program is stopped:
 # agg-server and agg-client run with their monitor in a tmux pane whose
-# shell saves `stty -g` before and after; Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT)
-# and kill -TERM each end the program with status 0 and the terminal modes
-# exactly as they were (echo and canonical input back on).
+# shell saves `stty -g` before and after; Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT),
+# kill -TERM and kill -HUP each end the program with status 0 and the
+# terminal modes exactly as they were (echo and canonical input back on).
+# A client started in the background gets no monitor and keeps running.
 # Usage: monitor_signals.sh BUILDDIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -73,7 +74,7 @@ run() {
 		return
 	fi
 	case $how in
-	TERM) kill -TERM "$(wait_file "$d/pid")" ;;
+	TERM|HUP) kill -"$how" "$(wait_file "$d/pid")" ;;
 	*) tmux send-keys -t "$s" -H "$how" ;;
 	esac
 	status=$(wait_file "$d/exit")
@@ -96,7 +97,7 @@ socks_port=$(free_port)
 srv_port=$(free_port)
 
 # 03 is Ctrl-C (SIGINT), 1c is Ctrl-\ (SIGQUIT).
-for how in 03 1c TERM; do
+for how in 03 1c TERM HUP; do
 	run server '^agg-server +0 sessions +q: quit' "$how" \
 	    "'$server_bin' -l 'tcp://127.0.0.1:$srv_port' -k '$tmp/secret'"
 	run client 'links 1/1 up' "$how" \

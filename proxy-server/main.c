@@ -789,7 +789,9 @@ static void server_teardown(struct server *srv)
 
 	for (i = 0; i < srv->nlisteners; i++)
 		agg_tcp_listener_free(srv->listeners[i]);
+	/* Gone before the sessions close below, which tell it otherwise. */
 	monitor_free(srv->monitor);
+	srv->monitor = NULL;
 	agg_dump_close(srv->dump);
 	dialer_free(srv->dialer);
 	agg_hub_free(srv->hub);

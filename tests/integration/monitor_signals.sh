@@ -2,8 +2,9 @@
 # The monitor gives the terminal back however the program is stopped:
 # agg-server and agg-client run with their monitor in a tmux pane whose
 # shell saves `stty -g` before and after; Ctrl-C (SIGINT), Ctrl-\ (SIGQUIT),
-# kill -TERM and kill -HUP each end the program with status 0 and the
-# terminal modes exactly as they were (echo and canonical input back on).
+# kill -TERM, kill -HUP, and SIGINT and SIGTERM arriving together each end
+# the program with status 0 and the terminal modes exactly as they were
+# (echo and canonical input back on).
 # A client started in the background gets no monitor and keeps running.
 # Usage: monitor_signals.sh BUILDDIR
 set -euo pipefail
@@ -75,6 +76,14 @@ run() {
 	fi
 	case $how in
 	TERM|HUP) kill -"$how" "$(wait_file "$d/pid")" ;;
+	INT+TERM)
+		# Both at once (held while stopped): the second one leaves the
+		# loop before the first one's shutdown step has run.
+		pid=$(wait_file "$d/pid")
+		kill -STOP "$pid"
+		kill -INT "$pid"
+		kill -TERM "$pid"
+		kill -CONT "$pid" ;;
 	*) tmux send-keys -t "$s" -H "$how" ;;
 	esac
 	status=$(wait_file "$d/exit")
@@ -97,7 +106,7 @@ socks_port=$(free_port)
 srv_port=$(free_port)
 
 # 03 is Ctrl-C (SIGINT), 1c is Ctrl-\ (SIGQUIT).
-for how in 03 1c TERM HUP; do
+for how in 03 1c TERM HUP INT+TERM; do
 	run server '^agg-server +0 sessions +q: quit' "$how" \
 	    "'$server_bin' -l 'tcp://127.0.0.1:$srv_port' -k '$tmp/secret'"
 	run client 'links 1/1 up' "$how" \

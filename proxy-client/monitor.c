@@ -514,6 +514,23 @@ static void monitor_signal_cb(evutil_socket_t fd, short what, void *arg)
 	m->cbs->quit(m->arg);
 }
 
+/* Handles sig while the monitor is on if nothing else does (its action
+ * is still the default: not the owner's handler, not ignored as under
+ * nohup); -1 if out of memory. */
+static int monitor_take_signal(struct event_base *base, int sig,
+    struct monitor *m, struct event **out)
+{
+	struct sigaction sa;
+
+	*out = NULL;
+	if (sigaction(sig, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL)
+		return 0;
+	if ((*out = evsignal_new(base, sig, monitor_signal_cb, m)) == NULL ||
+	    evsignal_add(*out, NULL) != 0)
+		return -1;
+	return 0;
+}
+
 /* Takes over the terminal. */
 struct monitor *monitor_new(struct event_base *base, const char *program,
     const struct monitor_callbacks *cbs, void *arg, char *err,
@@ -545,12 +562,10 @@ struct monitor *monitor_new(struct event_base *base, const char *program,
 	m->timer = event_new(base, -1, EV_PERSIST, monitor_timer_cb, m);
 	m->input = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST,
 	    monitor_input_cb, m);
-	m->sigquit = evsignal_new(base, SIGQUIT, monitor_signal_cb, m);
-	m->sighup = evsignal_new(base, SIGHUP, monitor_signal_cb, m);
-	if (m->timer == NULL || m->input == NULL || m->sigquit == NULL ||
-	    m->sighup == NULL || event_add(m->timer, &tv) != 0 ||
-	    evsignal_add(m->sigquit, NULL) != 0 ||
-	    evsignal_add(m->sighup, NULL) != 0) {
+	if (m->timer == NULL || m->input == NULL ||
+	    event_add(m->timer, &tv) != 0 ||
+	    monitor_take_signal(base, SIGQUIT, m, &m->sigquit) != 0 ||
+	    monitor_take_signal(base, SIGHUP, m, &m->sighup) != 0) {
 		snprintf(err, errlen, "out of memory");
 		monitor_free(m);
 		return NULL;

@@ -1040,7 +1040,9 @@ static void client_free(struct client *c)
 
 	for (i = 0; i < c->nfronts; i++)
 		front_free(c->fronts[i]);
+	/* Gone before the links close below, which tell it otherwise. */
 	monitor_free(c->monitor);
+	c->monitor = NULL;
 	stdpipe_free(c->pipe);
 	speedtest_free(c->speedtest);
 	agg_dump_close(c->dump);

@@ -9,6 +9,7 @@
 
 #include <curses.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ struct monitor {
 	void *arg;
 	char program[32];
 	SCREEN *screen;
-	struct event *timer, *input;
+	struct event *timer, *input, *sigquit, *sighup;
 	int show_all;
 	struct monitor_row rows[MONITOR_MAX_ROWS];
 	size_t nrows;
@@ -74,10 +75,12 @@ struct monitor {
 	size_t nevents, next_event;
 };
 
-/* Whether stdout is a terminal. */
+/* Whether stdout is a terminal we have in the foreground: a background
+ * job (`agg-client ... &`) that set the terminal's modes would be stopped
+ * by SIGTTOU before serving anything. */
 int monitor_default(void)
 {
-	return isatty(STDOUT_FILENO);
+	return isatty(STDOUT_FILENO) && tcgetpgrp(STDOUT_FILENO) == getpgrp();
 }
 
 /* Monotonic clock in microseconds. */
@@ -499,6 +502,35 @@ static void monitor_input_cb(evutil_socket_t fd, short what, void *arg)
 	monitor_draw(m);
 }
 
+/* Ctrl-\ (SIGQUIT), or SIGHUP where the owner does not take it: their
+ * default action would end the program with the terminal left without
+ * echo (cbreak mode keeps Ctrl-\ a signal); quit as with q. */
+static void monitor_signal_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct monitor *m = arg;
+
+	(void)fd;
+	(void)what;
+	m->cbs->quit(m->arg);
+}
+
+/* Handles sig while the monitor is on if nothing else does (its action
+ * is still the default: not the owner's handler, not ignored as under
+ * nohup); -1 if out of memory. */
+static int monitor_take_signal(struct event_base *base, int sig,
+    struct monitor *m, struct event **out)
+{
+	struct sigaction sa;
+
+	*out = NULL;
+	if (sigaction(sig, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL)
+		return 0;
+	if ((*out = evsignal_new(base, sig, monitor_signal_cb, m)) == NULL ||
+	    evsignal_add(*out, NULL) != 0)
+		return -1;
+	return 0;
+}
+
 /* Takes over the terminal. */
 struct monitor *monitor_new(struct event_base *base, const char *program,
     const struct monitor_callbacks *cbs, void *arg, char *err,
@@ -531,7 +563,9 @@ struct monitor *monitor_new(struct event_base *base, const char *program,
 	m->input = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST,
 	    monitor_input_cb, m);
 	if (m->timer == NULL || m->input == NULL ||
-	    event_add(m->timer, &tv) != 0) {
+	    event_add(m->timer, &tv) != 0 ||
+	    monitor_take_signal(base, SIGQUIT, m, &m->sigquit) != 0 ||
+	    monitor_take_signal(base, SIGHUP, m, &m->sighup) != 0) {
 		snprintf(err, errlen, "out of memory");
 		monitor_free(m);
 		return NULL;
@@ -556,6 +590,10 @@ void monitor_free(struct monitor *m)
 		event_free(m->timer);
 	if (m->input != NULL)
 		event_free(m->input);
+	if (m->sigquit != NULL)
+		event_free(m->sigquit);
+	if (m->sighup != NULL)
+		event_free(m->sighup);
 	if (m->screen != NULL) {
 		endwin();
 		delscreen(m->screen);

@@ -48,7 +48,8 @@ struct monitor_callbacks {
 	unsigned forget_down_s;
 };
 
-/* Whether the monitor is the default: stdout is a terminal. */
+/* Whether the monitor is the default: stdout is a terminal and we are
+ * in its foreground. */
 int monitor_default(void);
 /* Takes over the terminal; NULL with a reason in err (e.g. an unknown
  * terminal type). program is the title. Log lines go to the view's

@@ -5,6 +5,7 @@
  */
 #include "stdpipe.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,13 +144,16 @@ struct stdpipe *stdpipe_new(struct client *c, const struct agg_target *target,
 			return NULL;
 		}
 		if ((p->saved[fd] = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
-			snprintf(err, errlen, "cannot duplicate %s",
-			    fd == 0 ? "stdin" : "stdout");
+			snprintf(err, errlen, "cannot duplicate %s: %s",
+			    fd == 0 ? "stdin" : "stdout", strerror(errno));
 			stdpipe_free(p);
 			return NULL;
 		}
-		fcntl(fd, F_SETFL, p->flags[fd] | O_NONBLOCK);
 	}
+	/* Only now: fd 0 and 1 may be one open file (a terminal, an inetd
+	 * socket), whose flags fd 1 would otherwise read non-blocking. */
+	for (fd = 0; fd < 2; fd++)
+		fcntl(fd, F_SETFL, p->flags[fd] | O_NONBLOCK);
 	p->in = bufferevent_socket_new(base, 0, BEV_OPT_CLOSE_ON_FREE);
 	p->out = bufferevent_socket_new(base, 1, BEV_OPT_CLOSE_ON_FREE);
 	p->timer = evtimer_new(base, stdpipe_timer_cb, p);

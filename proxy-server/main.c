@@ -1022,7 +1022,9 @@ static void server_teardown(struct server *srv)
 		agg_tcp_listener_free(srv->listeners[i].tcp);
 	while (!TAILQ_EMPTY(&srv->handshakes))
 		server_handshake_free(srv, TAILQ_FIRST(&srv->handshakes));
+	/* Gone before the sessions close below, which tell it otherwise. */
 	monitor_free(srv->monitor);
+	srv->monitor = NULL;
 	agg_dump_close(srv->dump);
 	for (i = 0; i < srv->ngadgets; i++)
 		agg_usbgadget_free(srv->gadgets[i]);

@@ -179,22 +179,44 @@ static int conf_parse_line(struct agg_conf *conf,
 	return 0;
 }
 
+/* Reads one line of f into buf (CONF_LINE_MAX + 2 bytes), without its
+ * newline, reading no further than one byte past the longest line: a
+ * file without newlines (/dev/zero) is refused, not held in memory.
+ * Returns its length, CONF_LINE_MAX + 1 when longer, -1 at the end. */
+static long conf_getline(FILE *f, char *buf)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		buf[len++] = (char)ch;
+		if (len > CONF_LINE_MAX)
+			break;
+	}
+	buf[len] = '\0';
+	if (ch == EOF && len == 0)
+		return -1;
+	return (long)len;
+}
+
 /* Reads every line of f into conf; -1 with "PATH:LINE: why" in err. */
 static int conf_read(struct agg_conf *conf, FILE *f,
     const struct agg_conf_syntax *syn, char *err, size_t errlen)
 {
-	char why[300], *buf = NULL, *line;
+	char why[300], *buf, *line;
 	unsigned lineno = 0;
-	size_t cap = 0, len;
-	ssize_t got;
+	size_t len;
+	long got;
 	int r = -1;
 
+	if ((buf = malloc(CONF_LINE_MAX + 2)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	errno = 0;
-	while ((got = getline(&buf, &cap, f)) > 0) {
+	while ((got = conf_getline(f, buf)) >= 0) {
 		lineno++;
 		len = (size_t)got;
-		if (buf[len - 1] == '\n')
-			buf[--len] = '\0';
 		if (len > CONF_LINE_MAX) {
 			snprintf(err, errlen, "%.300s:%u: line longer than %d "
 			    "bytes", conf->path, lineno, CONF_LINE_MAX);
@@ -387,13 +409,17 @@ static char *conf_option_text(const char *key, const char *value)
 	return t;
 }
 
+/* Ends the options of a merged vector before the file's positional
+ * values. */
+static char conf_end_of_options[] = "--";
+
 /* Builds the merged vector. */
 static int conf_merge(struct agg_conf *conf, const struct agg_conf_syntax *syn,
     const struct conf_given *g, int positional, int argc, char **argv,
     int *out_argc, char ***out_argv)
 {
-	size_t i, cap = 1 + (size_t)argc;
-	int n = 0, k;
+	size_t i, cap = 2 + (size_t)argc;
+	int n = 0, k, ended = 0;
 
 	for (i = 0; i < conf->nentries; i++)
 		cap += (size_t)conf->entries[i].count + 1;
@@ -428,11 +454,19 @@ static int conf_merge(struct agg_conf *conf, const struct agg_conf_syntax *syn,
 	for (k = 1; k < argc; k++)
 		conf->argv[n++] = argv[k];
 	for (i = 0; !positional && syn->positional != NULL &&
-	    i < conf->nentries; i++)
-		if (strcmp(conf->entries[i].key, syn->positional) == 0 &&
-		    conf_add_token(conf, &n, strdup(conf->entries[i].value),
+	    i < conf->nentries; i++) {
+		if (strcmp(conf->entries[i].key, syn->positional) != 0)
+			continue;
+		/* The file's positional values are values, not options, even
+		 * when they start with '-'; a "--" the command line ends
+		 * with already says so. */
+		if (!ended && (argc < 2 || strcmp(argv[argc - 1], "--") != 0))
+			conf->argv[n++] = conf_end_of_options;
+		ended = 1;
+		if (conf_add_token(conf, &n, strdup(conf->entries[i].value),
 		    conf->entries[i].line) != 0)
 			return -1;
+	}
 	conf->argv[n] = NULL;
 	*out_argc = n;
 	*out_argv = conf->argv;

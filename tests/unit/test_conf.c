@@ -74,7 +74,7 @@ START_TEST(test_merge_and_override)
 	ck_assert_ptr_nonnull(conf);
 	/* The file's listen and monitor lines give way to the command
 	 * line's; the rest comes first, the positional last. */
-	ck_assert_int_eq(n, 10);
+	ck_assert_int_eq(n, 11);
 	ck_assert_str_eq(v[0], "prog");
 	ck_assert_str_eq(v[1], "--secret=/etc/s # not a comment");
 	ck_assert_str_eq(v[2], "--verbose");
@@ -82,15 +82,16 @@ START_TEST(test_merge_and_override)
 	ck_assert_str_eq(v[4], "--config");
 	ck_assert_str_eq(v[6], "-l");
 	ck_assert_str_eq(v[8], "--monitor");
-	ck_assert_str_eq(v[9], "tcp://srv:1");
-	ck_assert_ptr_null(v[10]);
+	ck_assert_str_eq(v[9], "--");
+	ck_assert_str_eq(v[10], "tcp://srv:1");
+	ck_assert_ptr_null(v[11]);
 	{
 		char want[128];
 
 		snprintf(want, sizeof(want), "%s:4: ", conf_path);
 		ck_assert_str_eq(agg_conf_origin(conf, v[1] + 9), want);
 		snprintf(want, sizeof(want), "%s:7: ", conf_path);
-		ck_assert_str_eq(agg_conf_origin(conf, v[9]), want);
+		ck_assert_str_eq(agg_conf_origin(conf, v[10]), want);
 	}
 	ck_assert_str_eq(agg_conf_origin(conf, v[7]), "");
 	agg_conf_free(conf);
@@ -180,6 +181,60 @@ START_TEST(test_long_line_and_missing_file)
 }
 END_TEST
 
+/* The file's positional values stay values when they start with '-':
+ * `server = -v` is a server named -v (refused later as a URL), not
+ * --verbose, and `server = --help` cannot pass a key files may not set. */
+START_TEST(test_positional_not_option)
+{
+	static const char text[] =
+	    "server = -v\n"
+	    "server = --config=/other\n";
+	char *argv[] = { "prog", "--config", conf_path, NULL };
+	struct agg_conf *conf;
+	char err[512], **v, *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	int n;
+
+	write_conf(text, sizeof(text) - 1);
+	ck_assert_int_eq(prepare(argv, 3, &conf, &n, &v, err, sizeof(err)), 0);
+	f = open_memstream(&buf, &len);
+	ck_assert_ptr_nonnull(f);
+	agg_conf_print(f, &test_syntax, n, v);
+	fclose(f);
+	ck_assert_str_eq(buf, "server = -v\nserver = --config=/other\n");
+	free(buf);
+	agg_conf_free(conf);
+	unlink(conf_path);
+}
+END_TEST
+
+/* A line without its end (here a pipe that stays open after 8 KiB and
+ * no newline, as /dev/zero would be) is refused after 4097 bytes rather
+ * than read into memory until the end that never comes. */
+START_TEST(test_endless_line_refused)
+{
+	char path[64], err[512], want[600], **v;
+	char *argv[] = { "prog", "--config", path, NULL };
+	struct agg_conf *conf;
+	char block[8192];
+	int fds[2], n;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	memset(block, 'x', sizeof(block));
+	ck_assert_int_eq(write(fds[1], block, sizeof(block)),
+	    (ssize_t)sizeof(block));
+	snprintf(path, sizeof(path), "/dev/fd/%d", fds[0]);
+	ck_assert_int_eq(prepare(argv, 3, &conf, &n, &v, err, sizeof(err)), 2);
+	snprintf(want, sizeof(want), "%s:1: line longer than 4096 bytes",
+	    path);
+	ck_assert_str_eq(err, want);
+	ck_assert_ptr_null(conf);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 START_TEST(test_print)
 {
 	char *argv[] = { "prog", "--config=/etc/c", "-l", "tcp://a:1",
@@ -210,6 +265,8 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, test_no_config);
 	tcase_add_test(tc, test_errors_name_line);
 	tcase_add_test(tc, test_long_line_and_missing_file);
+	tcase_add_test(tc, test_endless_line_refused);
+	tcase_add_test(tc, test_positional_not_option);
 	tcase_add_test(tc, test_print);
 	suite_add_tcase(s, tc);
 	return s;

@@ -299,6 +299,12 @@ static enum bufferevent_filter_result ws_output_filter(struct evbuffer *src,
 		}
 		ws_put_frame(c, src, dst, n);
 	}
+	/* No room for even a frame header below: BEV_OK here would make
+	 * libevent call again at once, for ever (the lower buffer is not
+	 * full by its watermark). Its drain calls us again. */
+	if (evbuffer_get_length(src) > 0 && limit >= 0 &&
+	    limit <= WS_HEADER_MAX)
+		return BEV_NEED_MORE;
 	if (mode == BEV_FINISHED)
 		ws_send_close(c, 1000);
 	return BEV_OK;

@@ -281,6 +281,44 @@ START_TEST(test_link_over_socketpair)
 }
 END_TEST
 
+/* The framing under a lower buffer all but full (room for less than a
+ * frame header) must wait for the drain, not spin inside libevent. */
+START_TEST(test_lower_buffer_nearly_full)
+{
+	struct bufferevent *a, *b;
+	struct side cli = { 0 }, srv = { 0 };
+	static uint8_t filler[512 * 1024 - 10];
+
+	test_base = event_base_new();
+	test_done = 0;
+	cli.got = evbuffer_new();
+	srv.got = evbuffer_new();
+	make_pair(&a, &b);
+	ck_assert_ptr_nonnull(agg_ws_client_start(test_base, a, "agg.test:80",
+	    "/link", 5000, side_done_cb, &cli));
+	ck_assert_ptr_nonnull(agg_ws_server_start(test_base, b, "/link", 5000,
+	    side_done_cb, &srv));
+	RUN_UNTIL(test_done == 2);
+	ck_assert_ptr_nonnull(cli.bev);
+	ck_assert_ptr_eq(bufferevent_get_underlying(cli.bev), a);
+	/* The socket takes nothing more; its buffer is 10 bytes short of the
+	 * framing's high-water mark (512 KiB). */
+	bufferevent_disable(a, EV_WRITE);
+	evbuffer_add(bufferevent_get_output(a), filler, sizeof(filler));
+	/* Returns (it used to loop for ever) and keeps the byte queued. */
+	bufferevent_write(cli.bev, "x", 1);
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_output(cli.bev)),
+	    1);
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_output(a)),
+	    sizeof(filler));
+	bufferevent_free(cli.bev);
+	bufferevent_free(srv.bev);
+	evbuffer_free(cli.got);
+	evbuffer_free(srv.got);
+	event_base_free(test_base);
+}
+END_TEST
+
 START_TEST(test_wrong_path_404)
 {
 	struct bufferevent *a, *b;
@@ -409,6 +447,7 @@ int main(void)
 	tcase_add_test(tc, test_rfc_fragments_and_lengths);
 	tcase_add_test(tc, test_malformed);
 	tcase_add_test(tc, test_link_over_socketpair);
+	tcase_add_test(tc, test_lower_buffer_nearly_full);
 	tcase_add_test(tc, test_wrong_path_404);
 	tcase_add_test(tc, test_unmasked_client_frame_rejected);
 	tcase_add_test(tc, test_fragments_and_ping_over_link);

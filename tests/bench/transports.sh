@@ -25,7 +25,7 @@ for tool in socat openssl /usr/bin/time; do
 	command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
 free_port() {
-	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	/usr/bin/python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
 }
 # Waits until something listens on a port (without connecting: the
 # sources and relays take one connection only).

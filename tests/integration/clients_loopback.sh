@@ -41,7 +41,7 @@ skip() { echo "ok - SKIP $*"; }
 
 # A free loopback TCP port.
 free_port() {
-	"$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	"$py" -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
 }
 
 # Waits (bounded) until a command succeeds.

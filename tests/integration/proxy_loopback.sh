@@ -23,7 +23,7 @@ ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
 
 # A free loopback TCP port.
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
 }
 
 # Waits (bounded) until a command succeeds.

@@ -35,16 +35,24 @@ cp -a "$kdir/lib/modules" "$root/lib/"
 cp "$server_bin" "$client_bin" "$(command -v curl)" "$root/usr/bin/"
 cp "$here/guest.sh" "$root/test.sh"
 
-# The shared libraries of the binaries, at the paths ldd names; the
-# directories go into LD_LIBRARY_PATH (the build's rpaths are relative).
+# The shared libraries of the binaries: the system's at the paths ldd
+# names, the build tree's (libagg) in /opt/agg/lib, since the build may
+# live under /tmp, a tmpfs in the VM. The directories go into
+# LD_LIBRARY_PATH (the build's rpaths are relative).
 for bin in "$server_bin" "$client_bin" "$(command -v curl)"; do
 	ldd "$bin" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'
 done | sort -u > "$tmp/libs"
+: > "$tmp/libdirs"
 while read -r lib; do
-	mkdir -p "$root$(dirname "$lib")"
-	cp -L "$lib" "$root$lib"
+	case $lib in
+	/lib/* | /lib64/* | /usr/*) dest=$lib ;;
+	*) dest=/opt/agg/lib/$(basename "$lib") ;;
+	esac
+	mkdir -p "$root$(dirname "$dest")"
+	cp -L "$lib" "$root$dest"
+	dirname "$dest" >> "$tmp/libdirs"
 done < "$tmp/libs"
-libpath=$(xargs -n 1 dirname < "$tmp/libs" | sort -u | paste -sd :)
+libpath=$(sort -u "$tmp/libdirs" | paste -sd :)
 printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 echo '127.0.0.1 localhost' > "$root/etc/hosts"

@@ -22,6 +22,10 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
+# One session lives as long as the test: the tmux server exits with its
+# last session, and a new-session racing that exit fails with "server
+# exited unexpectedly" (seen once in CI).
+tmux new-session -d -s "$tag-keep" "sleep 3600"
 
 passed=0
 failed=0

@@ -195,7 +195,6 @@ enum {
 	OPT_CERT,
 	OPT_CERT_KEY,
 	OPT_HTTP_PROXY,
-	OPT_UNAVAILABLE,
 };
 
 static const struct option client_options[] = {
@@ -605,7 +604,7 @@ static int client_parse(struct client *c, int argc, char **argv)
 {
 	char err[512];
 	size_t nifaces = 0;
-	int ch, idx, quiet = 0, verbose = 0, have_front = 0;
+	int ch, quiet = 0, verbose = 0, have_front = 0;
 
 	c->servers = calloc((size_t)argc + 1, sizeof(*c->servers));
 	c->specs = calloc((size_t)argc + 1, sizeof(*c->specs));
@@ -616,7 +615,7 @@ static int client_parse(struct client *c, int argc, char **argv)
 	}
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, CLIENT_SHORT_OPTIONS,
-	    client_options, &idx)) != -1) {
+	    client_options, NULL)) != -1) {
 		client_arg = argv[optind - 1];
 		switch (ch) {
 		case 'D':
@@ -738,9 +737,6 @@ static int client_parse(struct client *c, int argc, char **argv)
 				return client_usage_error("%s", err);
 			c->lscfg.http_proxy = &c->http_proxy;
 			break;
-		case OPT_UNAVAILABLE:
-			return client_usage_error("--%s is not available in "
-			    "this version", client_options[idx].name);
 		case ':':
 			if (optopt > 0 && optopt < 256)
 				return client_usage_error("option '-%c' needs "

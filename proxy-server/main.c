@@ -79,7 +79,6 @@ enum {
 	OPT_CERT_KEY,
 	OPT_CLIENT_CA,
 	OPT_USB_ID,
-	OPT_LATER,      /* in the command-line contract, not in this version */
 };
 
 static const struct option server_long_options[] = {
@@ -480,9 +479,6 @@ static void server_parse_args(int argc, char *argv[], struct server_args *a)
 		case OPT_CLIENT_CA:
 			a->client_ca_file = optarg;
 			break;
-		case OPT_LATER:
-			server_usage_error("--%s is not available in this "
-			    "version", server_long_options[index].name);
 		default:
 			server_bad_option(c, argv);
 		}

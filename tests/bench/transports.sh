@@ -7,6 +7,7 @@
 # system). Not a pass/fail test; numbers vary with the machine's load.
 # Usage: transports.sh BUILDDIR [BYTES]   (default 1 GiB)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 build=$(cd "$1" && pwd)
 bytes=${2:-$((1024 * 1024 * 1024))}
 server_bin=$build/proxy-server/agg-server
@@ -24,9 +25,6 @@ trap cleanup EXIT INT TERM
 for tool in socat openssl /usr/bin/time; do
 	command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-free_port() {
-	/usr/bin/python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
 # Waits until something listens on a port (without connecting: the
 # sources and relays take one connection only).
 wait_port() {

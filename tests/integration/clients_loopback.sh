@@ -9,6 +9,7 @@
 # netcat-openbsd curl python3. Run as root (sshd). Usage:
 # clients_loopback.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -38,11 +39,6 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
 skip() { echo "ok - SKIP $*"; }
-
-# A free loopback TCP port.
-free_port() {
-	"$py" -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
 
 # Waits (bounded) until a command succeeds.
 wait_for() {

@@ -4,6 +4,7 @@
 # with the documented fields, the cut shows in the client's dump, and
 # agg-plot turns each dump into a PNG. Usage: dump_plot.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 src=$(cd "$(dirname "$0")/../.." && pwd)
 server_bin=$build/proxy-server/agg-server
@@ -21,19 +22,6 @@ trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
-
-wait_for() {
-	local i
-	for i in $(seq 1 150); do
-		if "$@" >/dev/null 2>&1; then return 0; fi
-		sleep 0.1
-	done
-	return 1
-}
 
 mkdir -p "$tmp/www"
 head -c $((32 * 1024 * 1024)) /dev/urandom > "$tmp/www/big"

@@ -8,6 +8,7 @@
 # A client started in the background gets no monitor and keeps running.
 # Usage: monitor_signals.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -31,10 +32,6 @@ passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok $((passed + failed)) - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok $((passed + failed)) - $*"; }
-
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
 
 # Waits (at most 15 s) until the screen of tmux session $1 matches $2.
 screen_has() {

@@ -8,6 +8,7 @@
 # not connected; a resize redraws; "q" quits both with exit status 0.
 # Usage: monitor_tmux.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -33,10 +34,6 @@ fail() {
 }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
 
 # Waits (at most 15 s) until the screen of tmux session $1 matches the
 # extended regular expression $2.

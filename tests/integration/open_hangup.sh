@@ -7,6 +7,7 @@
 # shuts down its sending side) still gets its answer.
 # Usage: open_hangup.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -22,20 +23,6 @@ trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
-
-# Waits (bounded, 15 s) until a command succeeds.
-wait_for() {
-	local i
-	for i in $(seq 1 150); do
-		if "$@" >/dev/null 2>&1; then return 0; fi
-		sleep 0.1
-	done
-	return 1
-}
 
 echo "hangup secret" > "$tmp/secret"
 server_port=$(free_port)

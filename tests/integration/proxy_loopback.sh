@@ -5,6 +5,7 @@
 # for byte; SOCKS reply codes from real situations; 100 downloads at once;
 # a wrong secret refused with its message. Usage: proxy_loopback.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -20,21 +21,6 @@ trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
-# A free loopback TCP port.
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
-
-# Waits (bounded) until a command succeeds.
-wait_for() {
-	local i
-	for i in $(seq 1 150); do
-		if "$@" >/dev/null 2>&1; then return 0; fi
-		sleep 0.1
-	done
-	return 1
-}
 
 mkdir -p "$tmp/www"
 : > "$tmp/www/empty"

@@ -6,6 +6,7 @@
 # (The data is checked byte by byte at both ends; test_speedtest shows the
 # checker catches corruption.) Usage: speed_test.sh BUILDDIR
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$(cd "$1" && pwd)
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
@@ -21,10 +22,6 @@ trap cleanup EXIT INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
-free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
-}
 
 echo "speed test secret" > "$tmp/secret"
 port=$(free_port)

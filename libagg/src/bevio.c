@@ -4,6 +4,8 @@
  */
 #include "agg/bevio.h"
 
+#include "block.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -20,16 +22,57 @@
 #define READ_MORE_MAX (256u * 1024u)
 #define READ_MORE_TIMES 4
 
-/* Reads what else the socket holds, in large pieces: libevent 2.1 reads at
- * most 4 KiB per readiness event. FIONREAD sizes each read exactly, so an
- * idle socket costs no buffer (a reservation that reads nothing leaves an
- * empty chain behind) and a full one takes one call per 256 KiB. Plain
- * sockets only; 0, or -1 with errno (0 for EOF) when the socket failed. */
-int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
+/* Reads into a fresh libevent chain, sized by FIONREAD so an idle socket
+ * costs no buffer (a reservation that reads nothing leaves an empty chain
+ * behind). The way in when the block arena is full. Returns what
+ * agg_block_read() would. */
+static ssize_t bev_read_copy(int fd, struct evbuffer *in, size_t *room)
 {
 	struct evbuffer_iovec vec[2];
 	struct msghdr msg;
-	int fd = (int)bufferevent_getfd(bev), n, i, avail;
+	int n, avail;
+	ssize_t got;
+
+	*room = 0;
+	if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if ((unsigned)avail > READ_MORE_MAX)
+		avail = (int)READ_MORE_MAX;
+	if ((n = evbuffer_reserve_space(in, avail, vec, 2)) <= 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*room = (size_t)avail;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = (struct iovec *)vec;
+	msg.msg_iovlen = (size_t)n;
+	got = recvmsg(fd, &msg, MSG_DONTWAIT);
+	if (got <= 0) {
+		evbuffer_commit_space(in, NULL, 0);
+		return got;
+	}
+	if ((size_t)got <= vec[0].iov_len) {
+		vec[0].iov_len = (size_t)got;
+		n = 1;
+	} else {
+		vec[1].iov_len = (size_t)got - vec[0].iov_len;
+	}
+	evbuffer_commit_space(in, vec, n);
+	return got;
+}
+
+/* Reads what else the socket holds, in large pieces: libevent 2.1 reads at
+ * most 4 KiB per readiness event. The bytes land in shared blocks
+ * (block.h), so the frames and segments cut from them later are
+ * references, not copies. A read shorter than the room offered means the
+ * socket is empty: no call is spent to hear EAGAIN. Plain sockets only;
+ * 0, or -1 with errno (0 for EOF) when the socket failed. */
+int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
+{
+	int fd = (int)bufferevent_getfd(bev), i, ret = 0;
+	size_t room;
 	ssize_t got;
 
 	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
@@ -38,40 +81,24 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 	/* The socket bufferevent freezes its input's end; we add for it. */
 	evbuffer_unfreeze(in, 0);
 	for (i = 0; i < READ_MORE_TIMES; i++) {
-		if (ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0)
+		if ((got = agg_block_read(fd, in, &room)) == -2)
+			got = bev_read_copy(fd, in, &room);
+		if (got == 0) {
+			errno = 0;
+			ret = -1;
 			break;
-		if ((unsigned)avail > READ_MORE_MAX)
-			avail = (int)READ_MORE_MAX;
-		n = evbuffer_reserve_space(in, avail, vec, 2);
-		if (n <= 0)
+		}
+		if (got < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ENOTSOCK)
+				ret = -1;
 			break;
-		/* MSG_DONTWAIT: the socket may have been left blocking. */
-		memset(&msg, 0, sizeof(msg));
-		msg.msg_iov = (struct iovec *)vec;
-		msg.msg_iovlen = (size_t)n;
-		got = recvmsg(fd, &msg, MSG_DONTWAIT);
-		if (got <= 0) {
-			evbuffer_commit_space(in, NULL, 0);
-			evbuffer_freeze(in, 0);
-			if (got < 0 && (errno == EAGAIN || errno == EINTR ||
-			    errno == ENOTSOCK))
-				return 0;
-			if (got == 0)
-				errno = 0;
-			return -1;
 		}
-		if ((size_t)got <= vec[0].iov_len) {
-			vec[0].iov_len = (size_t)got;
-			n = 1;
-		} else {
-			vec[1].iov_len = (size_t)got - vec[0].iov_len;
-		}
-		evbuffer_commit_space(in, vec, n);
-		if (got < avail)
+		if ((size_t)got < room)
 			break;
 	}
 	evbuffer_freeze(in, 0);
-	return 0;
+	return ret;
 }
 
 /* One last try to send what is queued (a CLOSE frame, a TLS alert, a 404):

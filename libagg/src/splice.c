@@ -18,6 +18,7 @@
 
 #include "agg/session.h"
 #include "agg/bevio.h"
+#include "block.h"
 #include "internal.h"
 
 /* Bytes queued towards the local side before we stop taking more. */
@@ -122,7 +123,7 @@ static void splice_pump_down(struct agg_splice *sp)
 	if (have > room)
 		have = room;
 	if (have > 0) {
-		evbuffer_remove_buffer(src, out, have);
+		agg_block_move(src, out, have);
 		sp->down += have;
 	}
 	if (sp->remote_eof && evbuffer_get_length(src) == 0 &&

@@ -4,6 +4,7 @@
  * to its owner.
  */
 #include "internal.h"
+#include "block.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,7 +229,7 @@ static int stream_hold_ooo(struct agg_stream *st, uint64_t offset,
 	if (prev != NULL && prev->offset + evbuffer_get_length(prev->data) ==
 	    offset) {
 		/* Continues the piece before it: no new piece. */
-		evbuffer_remove_buffer(in, prev->data, len);
+		agg_block_move(in, prev->data, len);
 		return 0;
 	}
 	if (st->rx_ooo_count >= STREAM_MAX_OOO ||
@@ -240,7 +241,7 @@ static int stream_hold_ooo(struct agg_stream *st, uint64_t offset,
 		return -1;
 	}
 	p->offset = offset;
-	evbuffer_remove_buffer(in, p->data, len);
+	agg_block_move(in, p->data, len);
 	p->next = *pp;
 	*pp = p;
 	st->rx_ooo_count++;
@@ -321,7 +322,7 @@ int agg_stream_on_data(struct agg_stream *st, uint64_t offset, bool fin,
 		evbuffer_drain(in, len);
 	} else if (offset <= st->rx_offset) {
 		evbuffer_drain(in, st->rx_offset - offset);
-		evbuffer_remove_buffer(in, st->rx_buf, end - st->rx_offset);
+		agg_block_move(in, st->rx_buf, end - st->rx_offset);
 		st->rx_offset = end;
 		stream_pull_ooo(st);
 	} else if (stream_hold_ooo(st, offset, len, in) != 0) {
@@ -467,7 +468,7 @@ struct agg_seg *agg_stream_next_seg(struct agg_stream *st, uint64_t max)
 	seg->offset = st->tx_offset;
 	seg->len = (uint32_t)n;
 	seg->wire_len = (uint32_t)n + AGG_FRAME_HEADER_LEN + AGG_DATA_HEADER_LEN;
-	evbuffer_remove_buffer(st->tx_buf, seg->body, (size_t)n);
+	agg_block_move(st->tx_buf, seg->body, (size_t)n);
 	st->tx_offset += n;
 	if (fin)
 		st->tx_fin_sent = true;
@@ -596,7 +597,7 @@ size_t agg_stream_write(struct agg_stream *st, struct evbuffer *src,
 		want = max;
 	n = want > space ? space : want;
 	if (n > 0) {
-		evbuffer_remove_buffer(src, st->tx_buf, n);
+		agg_block_move(src, st->tx_buf, n);
 		agg_session_stream_ready(st->session, st);
 	}
 	/* A full buffer means the writer waits for the writable callback. */

@@ -11,10 +11,10 @@
 struct evbuffer;
 
 /* Reads what else a plain socket bufferevent's socket holds into in (its
- * input), up to 1 MiB, sized by FIONREAD: libevent reads at most 4 KiB
- * per readiness event. Does nothing for other bufferevents, and leaves EOF
- * and errors to libevent's next read unless a read fails midway: then -1
- * with errno (0 for EOF). */
+ * input), up to 1 MiB, in blocks that later moves share rather than copy:
+ * libevent reads at most 4 KiB per readiness event. Does nothing for other
+ * bufferevents. Returns 0, or -1 with errno (0 for EOF) when the socket
+ * reached its end or failed. */
 int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in);
 /* Pushes what bev queued down through its filters (with mode, BEV_FLUSH or
  * BEV_FINISHED) and writes the socket's share once, without blocking:

@@ -101,6 +101,25 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 	return ret;
 }
 
+/* Writes what a plain socket bufferevent's output holds now (see
+ * agg/bevio.h). */
+size_t agg_bev_write_now(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	int fd = (int)bufferevent_getfd(bev);
+	int n;
+
+	if (fd < 0 || evbuffer_get_length(out) == 0 ||
+	    bufferevent_get_underlying(bev) != NULL ||
+	    bufferevent_openssl_get_ssl(bev) != NULL)
+		return 0;
+	/* The socket bufferevent freezes its output's front. */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, fd);
+	evbuffer_freeze(out, 1);
+	return n > 0 ? (size_t)n : 0;
+}
+
 /* One last try to send what is queued (a CLOSE frame, a TLS alert, a 404):
  * freeing the bufferevent would drop it. Filters (TLS, WebSocket) push
  * into the layer below with mode; a TLS socket bufferevent gets one

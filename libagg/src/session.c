@@ -13,11 +13,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "agg/bevio.h"
 #include "agg/log.h"
 #include "auth.h"
 
 #define SESSION_SEG_POOL_MAX 1024
 #define SESSION_SCHEDULE_BATCH 512
+#define SESSION_FLUSH_ROUNDS 4       /* schedule-and-write rounds per pass */
 #define SESSION_DEFAULT_RATE 12500000u /* bytes/s assumed before measuring */
 #define SESSION_UNKNOWN_RTT_US 1000000u
 /* ACK at once after this many reliable frames; fewer wait for the timer. */
@@ -1041,7 +1043,7 @@ static void session_ack_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Sends queued frames while some link has room: control frames on the
  * fastest link, then resends, then new data from the ready streams. */
-static void session_schedule(struct agg_session *s)
+static void session_schedule_batch(struct agg_session *s)
 {
 	struct agg_link *link;
 	struct agg_stream *st;
@@ -1097,6 +1099,32 @@ static void session_schedule(struct agg_session *s)
 	}
 	/* More to do: continue in the next loop iteration. */
 	agg_session_kick(s);
+}
+
+/* Writes every link's queued frames now; true when some link took bytes
+ * (and so may have room for more). */
+static bool session_flush_links(struct agg_session *s)
+{
+	struct agg_link *link;
+	bool wrote = false;
+
+	TAILQ_FOREACH(link, &s->links, entry)
+		if (link->bev != NULL && agg_bev_write_now(link->bev) > 0)
+			wrote = true;
+	return wrote;
+}
+
+/* Schedules, writes what was scheduled at once, and schedules again into
+ * the room that made, a few rounds at most. */
+static void session_schedule(struct agg_session *s)
+{
+	int round;
+
+	for (round = 0; round < SESSION_FLUSH_ROUNDS; round++) {
+		session_schedule_batch(s);
+		if (s->closed || !session_flush_links(s))
+			break;
+	}
 }
 
 /* Frees links that closed since the last pass. */

@@ -27,6 +27,7 @@
 struct agg_splice {
 	struct agg_stream *stream;
 	struct bufferevent *in, *out;
+	struct event *flush;  /* writes out, once per loop pass */
 	agg_splice_done_cb cb;
 	void *arg;
 	bool local_eof;   /* the local side finished sending */
@@ -125,10 +126,26 @@ static void splice_pump_down(struct agg_splice *sp)
 	if (have > 0) {
 		agg_block_move(src, out, have);
 		sp->down += have;
+		/* Written at the end of this pass: the frames a link read
+		 * delivers leave in one write, not one per frame. */
+		event_active(sp->flush, EV_TIMEOUT, 0);
 	}
 	if (sp->remote_eof && evbuffer_get_length(src) == 0 &&
 	    evbuffer_get_length(out) == 0)
 		splice_shut_out(sp);
+}
+
+/* Writes what this pass queued towards the local side, then refills. */
+static void splice_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agg_splice *sp = arg;
+
+	(void)fd;
+	(void)what;
+	if (sp->done || sp->out == NULL || sp->out_shut)
+		return;
+	if (agg_bev_write_now(sp->out) > 0)
+		splice_pump_down(sp);
 }
 
 /* Local bytes arrived: take what else the socket holds, then move it. */
@@ -228,6 +245,11 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 
 	if ((sp = calloc(1, sizeof(*sp))) == NULL)
 		return NULL;
+	if ((sp->flush = event_new(bufferevent_get_base(out), -1, 0,
+	    splice_flush_cb, sp)) == NULL) {
+		free(sp);
+		return NULL;
+	}
 	sp->stream = stream;
 	sp->in = in;
 	sp->out = out;
@@ -277,5 +299,6 @@ void agg_splice_free(struct agg_splice *sp)
 		bufferevent_free(sp->out);
 	if (sp->in != NULL)
 		bufferevent_free(sp->in);
+	event_free(sp->flush);
 	free(sp);
 }

@@ -1,7 +1,7 @@
 /*
  * test_block.c: reads into shared blocks, moves that share instead of
  * copying, blocks freed by their last reference, and the copy fallback
- * once the arena is used up.
+ * once the arena is used up; writing a bufferevent's output at once.
  */
 #include <check.h>
 #include <errno.h>
@@ -245,6 +245,42 @@ START_TEST(test_block_arena_end_falls_back_to_copies)
 }
 END_TEST
 
+START_TEST(test_bev_write_now)
+{
+	struct event_base *base = event_base_new();
+	struct bufferevent *bev, *filter;
+	struct evbuffer *got = evbuffer_new();
+	uint8_t bytes[100000];
+	size_t i, room;
+	int fds[2];
+
+	make_pair(fds);
+	for (i = 0; i < sizeof(bytes); i++)
+		bytes[i] = pattern_at(i);
+	/* fds[1] is the bufferevent's here: it writes, fds[0] reads. */
+	bev = bufferevent_socket_new(base, fds[1], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_enable(bev, EV_WRITE);
+	bufferevent_write(bev, bytes, sizeof(bytes));
+	/* Without the loop running, the bytes are on the socket at once. */
+	ck_assert_uint_eq(agg_bev_write_now(bev), sizeof(bytes));
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_output(bev)), 0);
+	while (agg_block_read(fds[0], got, &room) > 0)
+		;
+	ck_assert_uint_eq(evbuffer_get_length(got), sizeof(bytes));
+	check_pattern(got, 0);
+	ck_assert_uint_eq(agg_bev_write_now(bev), 0);
+	/* A filter's output is the filter's to write. */
+	filter = bufferevent_filter_new(bev, NULL, NULL, 0, NULL, NULL);
+	bufferevent_write(filter, bytes, 10);
+	ck_assert_uint_eq(agg_bev_write_now(filter), 0);
+	bufferevent_free(filter);
+	bufferevent_free(bev);
+	evbuffer_free(got);
+	event_base_free(base);
+	close(fds[0]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("block");
@@ -257,6 +293,7 @@ int main(void)
 	tcase_add_test(tc, test_block_move_across_chains_and_copies);
 	tcase_add_test(tc, test_block_eagain_and_eof);
 	tcase_add_test(tc, test_block_arena_end_falls_back_to_copies);
+	tcase_add_test(tc, test_bev_write_now);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -16,6 +16,13 @@ struct evbuffer;
  * bufferevents. Returns 0, or -1 with errno (0 for EOF) when the socket
  * reached its end or failed. */
 int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in);
+/* Writes what a plain socket bufferevent's output holds to its socket now
+ * rather than when the loop next reports it writable: the bytes leave
+ * while they are still in the cache, and a socket with room costs no
+ * readiness round trip. What would block stays queued for libevent, which
+ * also reports errors. Returns the bytes written; 0 for other
+ * bufferevents. */
+size_t agg_bev_write_now(struct bufferevent *bev);
 /* Pushes what bev queued down through its filters (with mode, BEV_FLUSH or
  * BEV_FINISHED) and writes the socket's share once, without blocking:
  * for a connection about to be freed. */

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
@@ -118,6 +120,81 @@ size_t agg_bev_write_now(struct bufferevent *bev)
 	n = evbuffer_write(out, fd);
 	evbuffer_freeze(out, 1);
 	return n > 0 ? (size_t)n : 0;
+}
+
+struct agg_bev_reader {
+	struct event *ev;
+	struct bufferevent *bev;
+	bufferevent_data_cb cb;
+	void *arg;
+};
+
+/* The socket is readable: the owner's read callback does the reading. */
+static void bev_reader_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agg_bev_reader *r = arg;
+
+	(void)fd;
+	(void)what;
+	r->cb(r->bev, r->arg);
+}
+
+/* Takes over reading a plain socket bufferevent (see agg/bevio.h). */
+struct agg_bev_reader *agg_bev_reader_new(struct bufferevent *bev,
+    bufferevent_data_cb cb, void *arg)
+{
+	int fd = (int)bufferevent_getfd(bev);
+	struct agg_bev_reader *r;
+	struct stat st;
+
+	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
+	    bufferevent_openssl_get_ssl(bev) != NULL || fstat(fd, &st) != 0 ||
+	    !S_ISSOCK(st.st_mode) || (r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->bev = bev;
+	r->cb = cb;
+	r->arg = arg;
+	if ((r->ev = event_new(bufferevent_get_base(bev), fd, EV_READ |
+	    EV_PERSIST, bev_reader_cb, r)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	bufferevent_disable(bev, EV_READ);
+	return r;
+}
+
+/* Starts or stops reading bev. */
+void agg_bev_set_reading(struct agg_bev_reader *r, struct bufferevent *bev,
+    bool on)
+{
+	if (r == NULL) {
+		if (on)
+			bufferevent_enable(bev, EV_READ);
+		else
+			bufferevent_disable(bev, EV_READ);
+	} else if (on) {
+		event_add(r->ev, NULL);
+	} else {
+		event_del(r->ev);
+	}
+}
+
+/* Whether bev is being read. */
+bool agg_bev_is_reading(const struct agg_bev_reader *r,
+    struct bufferevent *bev)
+{
+	if (r == NULL)
+		return (bufferevent_get_enabled(bev) & EV_READ) != 0;
+	return event_pending(r->ev, EV_READ, NULL) != 0;
+}
+
+/* Frees a reader. */
+void agg_bev_reader_free(struct agg_bev_reader *r)
+{
+	if (r == NULL)
+		return;
+	event_free(r->ev);
+	free(r);
 }
 
 /* One last try to send what is queued (a CLOSE frame, a TLS alert, a 404):

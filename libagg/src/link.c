@@ -82,7 +82,9 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	    link);
 	/* Whole frames per write call rather than libevent's 16 KiB. */
 	bufferevent_set_max_single_write(bev, 256 * 1024);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	link->reader = agg_bev_reader_new(bev, link_read_cb, link);
+	bufferevent_enable(bev, EV_WRITE);
+	agg_bev_set_reading(link->reader, bev, true);
 	/* Bytes a transport read during its own handshake (the end of a TLS
 	 * handshake) are there already: no readiness event announces them. */
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
@@ -199,6 +201,8 @@ void agg_link_close(struct agg_link *link, const char *reason)
 		return;
 	if (link->bev != NULL) {
 		agg_bev_last_flush(link->bev, BEV_FINISHED);
+		agg_bev_reader_free(link->reader);
+		link->reader = NULL;
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}
@@ -213,6 +217,7 @@ void agg_link_close(struct agg_link *link, const char *reason)
 /* Frees a closed link. */
 void agg_link_free(struct agg_link *link)
 {
+	agg_bev_reader_free(link->reader);
 	if (link->bev != NULL)
 		bufferevent_free(link->bev);
 	event_free(link->timer);
@@ -226,7 +231,7 @@ static void link_drain_close(struct agg_link *link, const void *msg,
 	agg_link_send_raw(link, msg, len);
 	link->hs_step = HS_DRAIN;
 	snprintf(link->reason, sizeof(link->reason), "%s", reason);
-	bufferevent_disable(link->bev, EV_READ);
+	agg_bev_set_reading(link->reader, link->bev, false);
 	bufferevent_setwatermark(link->bev, EV_WRITE, 0, 0);
 	agg_link_schedule_timer(link, 1000000u);
 }
@@ -453,7 +458,7 @@ static void link_read_frames(struct agg_link *link, struct evbuffer *in)
 		 * pile up: stop reading until the output drains. */
 		if (agg_link_queued(link) > 4 *
 		    (size_t)link->session->cfg.link_output_max) {
-			bufferevent_disable(link->bev, EV_READ);
+			agg_bev_set_reading(link->reader, link->bev, false);
 			return;
 		}
 		avail = evbuffer_get_length(in);
@@ -490,31 +495,40 @@ static void link_read_frames(struct agg_link *link, struct evbuffer *in)
 	}
 }
 
-/* Bytes arrived: handshake first, then frames. */
+/* The socket reached its end (err 0) or failed: closes the link. */
+static void link_read_failed(struct agg_link *link, int err)
+{
+	char why[128];
+
+	if (link->state == AGG_LINK_CLOSED)
+		return;
+	if (link->hs_step == HS_DRAIN)
+		snprintf(why, sizeof(why), "%s", link->reason);
+	else if (err == 0)
+		snprintf(why, sizeof(why), "connection closed by peer");
+	else
+		snprintf(why, sizeof(why), "read error: %s", strerror(err));
+	agg_link_close(link, why);
+}
+
+/* Bytes arrived: read what else there is, then handshake, then frames. */
 static void link_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct agg_link *link = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	char why[128];
+	int ended, err;
 
-	if (link->hs_step != HS_DONE && !link_handshake(link, in))
-		return;
-	if (agg_bev_read_more(link->bev, in) != 0) {
-		/* Take the frames that did arrive, then report the end. */
-		int err = errno;
-
-		link_read_frames(link, in);
-		if (link->state == AGG_LINK_CLOSED)
-			return;
-		if (err == 0)
-			snprintf(why, sizeof(why), "connection closed by peer");
-		else
-			snprintf(why, sizeof(why), "read error: %s",
-			    strerror(err));
-		agg_link_close(link, why);
+	/* At the end, the frames that did arrive are still taken. */
+	ended = agg_bev_read_more(link->bev, in);
+	err = errno;
+	if (link->hs_step != HS_DONE && !link_handshake(link, in)) {
+		if (ended != 0)
+			link_read_failed(link, err);
 		return;
 	}
 	link_read_frames(link, in);
+	if (ended != 0)
+		link_read_failed(link, err);
 }
 
 /* The output drained below its low-water mark. */
@@ -532,8 +546,8 @@ static void link_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (link->session != NULL && link->state != AGG_LINK_HANDSHAKE) {
-		if (!(bufferevent_get_enabled(bev) & EV_READ)) {
-			bufferevent_enable(bev, EV_READ);
+		if (!agg_bev_is_reading(link->reader, bev)) {
+			agg_bev_set_reading(link->reader, bev, true);
 			link_read_frames(link, bufferevent_get_input(bev));
 			if (link->state == AGG_LINK_CLOSED)
 				return;

@@ -27,6 +27,7 @@
 struct agg_splice {
 	struct agg_stream *stream;
 	struct bufferevent *in, *out;
+	struct agg_bev_reader *reader;  /* reads in's socket; NULL: libevent */
 	struct event *flush;  /* writes out, once per loop pass */
 	agg_splice_done_cb cb;
 	void *arg;
@@ -54,7 +55,7 @@ static void splice_finish(struct agg_splice *sp, int error,
 	sp->error = error;
 	snprintf(sp->reason, sizeof(sp->reason), "%s", reason);
 	if (sp->in != NULL)
-		bufferevent_disable(sp->in, EV_READ);
+		agg_bev_set_reading(sp->reader, sp->in, false);
 	sp->cb(sp, error, sp->reason, sp->arg);
 }
 
@@ -77,7 +78,7 @@ static void splice_pump_up(struct agg_splice *sp)
 	if ((len = evbuffer_get_length(in)) > 0)
 		sp->up += agg_stream_write(sp->stream, in, len);
 	if (evbuffer_get_length(in) > 0) {
-		bufferevent_disable(sp->in, EV_READ);
+		agg_bev_set_reading(sp->reader, sp->in, false);
 		return;
 	}
 	if (sp->local_eof) {
@@ -88,7 +89,7 @@ static void splice_pump_up(struct agg_splice *sp)
 		}
 		return;
 	}
-	bufferevent_enable(sp->in, EV_READ);
+	agg_bev_set_reading(sp->reader, sp->in, true);
 }
 
 /* Shuts the local write side once the peer's data is all out. */
@@ -154,9 +155,19 @@ static void splice_read_cb(struct bufferevent *bev, void *arg)
 	struct agg_splice *sp = arg;
 	int err;
 
+	if (sp->reader != NULL && agg_stream_write_space(sp->stream) == 0) {
+		/* Nothing read: ask for the stream's writable callback, which
+		 * reads on. */
+		(void)agg_stream_write(sp->stream, bufferevent_get_input(bev),
+		    0);
+		agg_bev_set_reading(sp->reader, bev, false);
+		return;
+	}
 	if (agg_stream_write_space(sp->stream) > 0 &&
 	    agg_bev_read_more(bev, bufferevent_get_input(bev)) != 0) {
 		err = errno;
+		/* An ended socket stays readable: stop asking. */
+		agg_bev_set_reading(sp->reader, bev, false);
 		splice_pump_up(sp);
 		errno = err;
 		if (err == 0)
@@ -263,6 +274,7 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 	agg_stream_set_callbacks(stream, &splice_stream_cbs, sp);
 	bufferevent_setcb(in, splice_read_cb, in == out ? splice_write_cb :
 	    NULL, splice_event_cb, sp);
+	sp->reader = agg_bev_reader_new(in, splice_read_cb, sp);
 	if (out != in)
 		bufferevent_setcb(out, NULL, splice_write_cb, splice_event_cb,
 		    sp);
@@ -297,6 +309,7 @@ void agg_splice_free(struct agg_splice *sp)
 		    AGG_ERR_GENERAL, sp->done ? sp->reason : "closed");
 	if (sp->out != NULL && sp->out != sp->in)
 		bufferevent_free(sp->out);
+	agg_bev_reader_free(sp->reader);
 	if (sp->in != NULL)
 		bufferevent_free(sp->in);
 	event_free(sp->flush);

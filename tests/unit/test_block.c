@@ -1,7 +1,8 @@
 /*
  * test_block.c: reads into shared blocks, moves that share instead of
  * copying, blocks freed by their last reference, and the copy fallback
- * once the arena is used up; writing a bufferevent's output at once.
+ * once the arena is used up; writing a bufferevent's output at once;
+ * reading a socket bufferevent without libevent's small reads.
  */
 #include <check.h>
 #include <errno.h>
@@ -281,6 +282,63 @@ START_TEST(test_bev_write_now)
 }
 END_TEST
 
+/* Reader callback: libevent must not have read; reads everything. */
+static void reader_cb(struct bufferevent *bev, void *arg)
+{
+	int *calls = arg;
+
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_input(bev)), 0);
+	ck_assert_int_eq(agg_bev_read_more(bev, bufferevent_get_input(bev)),
+	    0);
+	(*calls)++;
+}
+
+START_TEST(test_bev_reader)
+{
+	struct event_base *base = event_base_new();
+	struct bufferevent *bev, *piped;
+	struct agg_bev_reader *r;
+	int fds[2], p[2], calls = 0, i;
+
+	make_pair(fds);
+	bev = bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_enable(bev, EV_READ);
+	r = agg_bev_reader_new(bev, reader_cb, &calls);
+	ck_assert_ptr_nonnull(r);
+	/* libevent's own reading is off; the reader's is off until asked. */
+	ck_assert(!(bufferevent_get_enabled(bev) & EV_READ));
+	ck_assert(!agg_bev_is_reading(r, bev));
+	agg_bev_set_reading(r, bev, true);
+	ck_assert(agg_bev_is_reading(r, bev));
+	write_pattern(fds[1], 0, 50000);
+	for (i = 0; i < 100 && calls == 0; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_int_eq(calls, 1);
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_input(bev)),
+	    50000);
+	check_pattern(bufferevent_get_input(bev), 0);
+	/* Stopped: more bytes wait in the socket. */
+	agg_bev_set_reading(r, bev, false);
+	ck_assert(!agg_bev_is_reading(r, bev));
+	write_pattern(fds[1], 50000, 10);
+	for (i = 0; i < 10; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_int_eq(calls, 1);
+	agg_bev_reader_free(r);
+	bufferevent_free(bev);
+	/* A pipe is not a socket: libevent keeps reading it. */
+	ck_assert_int_eq(pipe(p), 0);
+	piped = bufferevent_socket_new(base, p[0], BEV_OPT_CLOSE_ON_FREE);
+	ck_assert_ptr_null(agg_bev_reader_new(piped, reader_cb, &calls));
+	agg_bev_set_reading(NULL, piped, true);
+	ck_assert(agg_bev_is_reading(NULL, piped));
+	bufferevent_free(piped);
+	close(p[1]);
+	event_base_free(base);
+	close(fds[1]);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("block");
@@ -294,6 +352,7 @@ int main(void)
 	tcase_add_test(tc, test_block_eagain_and_eof);
 	tcase_add_test(tc, test_block_arena_end_falls_back_to_copies);
 	tcase_add_test(tc, test_bev_write_now);
+	tcase_add_test(tc, test_bev_reader);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -6,9 +6,12 @@
 #ifndef AGG_BEVIO_H
 #define AGG_BEVIO_H
 
+#include <stdbool.h>
+
 #include <event2/bufferevent.h>
 
 struct evbuffer;
+struct agg_bev_reader;
 
 /* Reads what else a plain socket bufferevent's socket holds into in (its
  * input), up to 1 MiB, in blocks that later moves share rather than copy:
@@ -23,6 +26,20 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in);
  * also reports errors. Returns the bytes written; 0 for other
  * bufferevents. */
 size_t agg_bev_write_now(struct bufferevent *bev);
+/* Takes over reading a plain socket bufferevent: libevent's own reads
+ * (4 KiB and a FIONREAD per readiness event) stop, and cb runs when the
+ * socket is readable, to call agg_bev_read_more(). NULL, not an error,
+ * for other bufferevents and non-sockets: they keep libevent's reads. */
+struct agg_bev_reader *agg_bev_reader_new(struct bufferevent *bev,
+    bufferevent_data_cb cb, void *arg);
+/* Starts or stops reading bev, through its reader when it has one. */
+void agg_bev_set_reading(struct agg_bev_reader *r, struct bufferevent *bev,
+    bool on);
+/* Whether bev is being read (through r when it has one). */
+bool agg_bev_is_reading(const struct agg_bev_reader *r,
+    struct bufferevent *bev);
+/* Frees a reader (NULL is fine); before its bufferevent is freed. */
+void agg_bev_reader_free(struct agg_bev_reader *r);
 /* Pushes what bev queued down through its filters (with mode, BEV_FLUSH or
  * BEV_FINISHED) and writes the socket's share once, without blocking:
  * for a connection about to be freed. */

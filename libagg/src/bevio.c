@@ -197,6 +197,89 @@ void agg_bev_reader_free(struct agg_bev_reader *r)
 	free(r);
 }
 
+struct agg_bev_writer {
+	struct event *flush;
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *watch;
+};
+
+/* Writes the output now; arms libevent's write event only for what the
+ * socket did not take, and runs the write callback as libevent would. */
+static void bev_writer_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agg_bev_writer *w = arg;
+	struct evbuffer *out = bufferevent_get_output(w->bev);
+	bufferevent_data_cb writecb;
+	size_t low, high;
+	void *cbarg;
+
+	(void)fd;
+	(void)what;
+	if (agg_bev_write_now(w->bev) == 0 && evbuffer_get_length(out) == 0)
+		return;
+	if (evbuffer_get_length(out) > 0) {
+		bufferevent_enable(w->bev, EV_WRITE);
+		return;
+	}
+	bufferevent_getwatermark(w->bev, EV_WRITE, &low, &high);
+	bufferevent_getcb(w->bev, NULL, &writecb, NULL, &cbarg);
+	if (writecb != NULL && evbuffer_get_length(out) <= low)
+		writecb(w->bev, cbarg);
+}
+
+/* The output changed: bytes added are written at the end of this pass;
+ * once libevent has emptied it, its write event stays off. */
+static void bev_writer_output_cb(struct evbuffer *out,
+    const struct evbuffer_cb_info *info, void *arg)
+{
+	struct agg_bev_writer *w = arg;
+
+	if (info->n_added > 0)
+		event_active(w->flush, EV_TIMEOUT, 0);
+	else if (evbuffer_get_length(out) == 0 &&
+	    (bufferevent_get_enabled(w->bev) & EV_WRITE))
+		bufferevent_disable(w->bev, EV_WRITE);
+}
+
+/* Takes over when a plain socket bufferevent writes (see agg/bevio.h). */
+struct agg_bev_writer *agg_bev_writer_new(struct bufferevent *bev)
+{
+	int fd = (int)bufferevent_getfd(bev);
+	struct agg_bev_writer *w;
+	struct stat st;
+
+	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
+	    bufferevent_openssl_get_ssl(bev) != NULL || fstat(fd, &st) != 0 ||
+	    !S_ISSOCK(st.st_mode) || (w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->bev = bev;
+	if ((w->flush = event_new(bufferevent_get_base(bev), -1, 0,
+	    bev_writer_flush_cb, w)) == NULL ||
+	    (w->watch = evbuffer_add_cb(bufferevent_get_output(bev),
+	    bev_writer_output_cb, w)) == NULL) {
+		if (w->flush != NULL)
+			event_free(w->flush);
+		free(w);
+		return NULL;
+	}
+	/* Whatever is queued already goes out like the rest. */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+	else
+		event_active(w->flush, EV_TIMEOUT, 0);
+	return w;
+}
+
+/* Frees a writer. */
+void agg_bev_writer_free(struct agg_bev_writer *w)
+{
+	if (w == NULL)
+		return;
+	evbuffer_remove_cb_entry(bufferevent_get_output(w->bev), w->watch);
+	event_free(w->flush);
+	free(w);
+}
+
 /* One last try to send what is queued (a CLOSE frame, a TLS alert, a 404):
  * freeing the bufferevent would drop it. Filters (TLS, WebSocket) push
  * into the layer below with mode; a TLS socket bufferevent gets one

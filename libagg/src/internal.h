@@ -59,6 +59,7 @@ struct agg_link {
 	struct agg_hub *hub;
 	struct bufferevent *bev;
 	struct agg_bev_reader *reader; /* reads bev's socket; NULL: libevent */
+	struct agg_bev_writer *writer; /* writes bev's socket; NULL: libevent */
 	struct event *timer;          /* handshake timeout, then liveness */
 	enum agg_role role;
 	enum agg_link_state state;

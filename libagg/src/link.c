@@ -84,6 +84,7 @@ struct agg_link *agg_link_new(struct event_base *base, struct bufferevent *bev,
 	bufferevent_set_max_single_write(bev, 256 * 1024);
 	link->reader = agg_bev_reader_new(bev, link_read_cb, link);
 	bufferevent_enable(bev, EV_WRITE);
+	link->writer = agg_bev_writer_new(bev);
 	agg_bev_set_reading(link->reader, bev, true);
 	/* Bytes a transport read during its own handshake (the end of a TLS
 	 * handshake) are there already: no readiness event announces them. */
@@ -203,6 +204,8 @@ void agg_link_close(struct agg_link *link, const char *reason)
 		agg_bev_last_flush(link->bev, BEV_FINISHED);
 		agg_bev_reader_free(link->reader);
 		link->reader = NULL;
+		agg_bev_writer_free(link->writer);
+		link->writer = NULL;
 		bufferevent_free(link->bev);
 		link->bev = NULL;
 	}
@@ -218,6 +221,7 @@ void agg_link_close(struct agg_link *link, const char *reason)
 void agg_link_free(struct agg_link *link)
 {
 	agg_bev_reader_free(link->reader);
+	agg_bev_writer_free(link->writer);
 	if (link->bev != NULL)
 		bufferevent_free(link->bev);
 	event_free(link->timer);

@@ -28,7 +28,7 @@ struct agg_splice {
 	struct agg_stream *stream;
 	struct bufferevent *in, *out;
 	struct agg_bev_reader *reader;  /* reads in's socket; NULL: libevent */
-	struct event *flush;  /* writes out, once per loop pass */
+	struct agg_bev_writer *writer;  /* writes out's socket; NULL: libevent */
 	agg_splice_done_cb cb;
 	void *arg;
 	bool local_eof;   /* the local side finished sending */
@@ -103,6 +103,8 @@ static void splice_shut_out(struct agg_splice *sp)
 		if (fd >= 0)
 			shutdown(fd, SHUT_WR);
 	} else {
+		agg_bev_writer_free(sp->writer);
+		sp->writer = NULL;
 		bufferevent_free(sp->out);
 		sp->out = NULL;
 	}
@@ -125,28 +127,14 @@ static void splice_pump_down(struct agg_splice *sp)
 	if (have > room)
 		have = room;
 	if (have > 0) {
+		/* The writer sends it at the end of this pass: the frames a
+		 * link read delivers leave in one write, not one per frame. */
 		agg_block_move(src, out, have);
 		sp->down += have;
-		/* Written at the end of this pass: the frames a link read
-		 * delivers leave in one write, not one per frame. */
-		event_active(sp->flush, EV_TIMEOUT, 0);
 	}
 	if (sp->remote_eof && evbuffer_get_length(src) == 0 &&
 	    evbuffer_get_length(out) == 0)
 		splice_shut_out(sp);
-}
-
-/* Writes what this pass queued towards the local side, then refills. */
-static void splice_flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct agg_splice *sp = arg;
-
-	(void)fd;
-	(void)what;
-	if (sp->done || sp->out == NULL || sp->out_shut)
-		return;
-	if (agg_bev_write_now(sp->out) > 0)
-		splice_pump_down(sp);
 }
 
 /* Local bytes arrived: take what else the socket holds, then move it. */
@@ -256,11 +244,6 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 
 	if ((sp = calloc(1, sizeof(*sp))) == NULL)
 		return NULL;
-	if ((sp->flush = event_new(bufferevent_get_base(out), -1, 0,
-	    splice_flush_cb, sp)) == NULL) {
-		free(sp);
-		return NULL;
-	}
 	sp->stream = stream;
 	sp->in = in;
 	sp->out = out;
@@ -283,6 +266,7 @@ struct agg_splice *agg_splice_new(struct agg_stream *stream,
 	 * event then costs a wakeup per 16 KiB. */
 	bufferevent_set_max_single_write(out, SPLICE_OUT_HIGH);
 	bufferevent_enable(out, EV_WRITE);
+	sp->writer = agg_bev_writer_new(out);
 	/* Whatever arrived before the splice existed moves now. */
 	splice_pump_down(sp);
 	splice_pump_up(sp);
@@ -307,11 +291,11 @@ void agg_splice_free(struct agg_splice *sp)
 	else
 		agg_stream_reset(sp->stream, sp->error ? sp->error :
 		    AGG_ERR_GENERAL, sp->done ? sp->reason : "closed");
+	agg_bev_writer_free(sp->writer);
 	if (sp->out != NULL && sp->out != sp->in)
 		bufferevent_free(sp->out);
 	agg_bev_reader_free(sp->reader);
 	if (sp->in != NULL)
 		bufferevent_free(sp->in);
-	event_free(sp->flush);
 	free(sp);
 }

@@ -12,6 +12,7 @@
 
 struct evbuffer;
 struct agg_bev_reader;
+struct agg_bev_writer;
 
 /* Reads what else a plain socket bufferevent's socket holds into in (its
  * input), up to 1 MiB, in blocks that later moves share rather than copy:
@@ -40,6 +41,15 @@ bool agg_bev_is_reading(const struct agg_bev_reader *r,
     struct bufferevent *bev);
 /* Frees a reader (NULL is fine); before its bufferevent is freed. */
 void agg_bev_reader_free(struct agg_bev_reader *r);
+/* Takes over when a plain socket bufferevent writes: bytes added to its
+ * output are written at the end of the loop pass that added them, and
+ * libevent's write event (an epoll_ctl each way) is armed only while the
+ * socket is full. The bufferevent's write callback runs as libevent would
+ * run it. NULL, not an error, for other bufferevents: they keep
+ * libevent's writing. */
+struct agg_bev_writer *agg_bev_writer_new(struct bufferevent *bev);
+/* Frees a writer (NULL is fine); before its bufferevent is freed. */
+void agg_bev_writer_free(struct agg_bev_writer *w);
 /* Pushes what bev queued down through its filters (with mode, BEV_FLUSH or
  * BEV_FINISHED) and writes the socket's share once, without blocking:
  * for a connection about to be freed. */

@@ -88,7 +88,7 @@ server_port=$(free_port)
 socks_port=$(free_port)
 server2_port=$(free_port)
 socks2_port=$(free_port)
-closed_port=$(free_port)
+hold_closed_port
 
 "$py" -m http.server "$http_port" --bind 127.0.0.1 \
 	--directory "$tmp/www" >"$tmp/http.log" 2>&1 &

@@ -4,7 +4,18 @@
 # (32768-60999): one from bind(0) could be taken meanwhile as the source
 # port of an outgoing connection.
 free_port() {
-	python3 -c 'import random, socket; print(next(p for p in random.sample(range(20000, 32768), 2000) if socket.socket().connect_ex(("127.0.0.1", p)) != 0))'
+	python3 -c '
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+print(next(p for p in random.sample(range(20000, 32768), 2000) if free(p)))'
 }
 
 # Waits (at most 15 s) until a command succeeds.
@@ -15,4 +26,31 @@ wait_for() {
 		sleep 0.1
 	done
 	return 1
+}
+
+# Sets closed_port to a loopback port that stays closed for the whole
+# test: a background process (its pid goes into pids) holds a socket bound
+# to it that never listens, so a connection is refused and no test running
+# alongside can start a server there.
+hold_closed_port() {
+	local f i
+	f=$(mktemp)
+	python3 -c '
+import random, signal, socket, sys
+s = socket.socket()
+for p in random.sample(range(20000, 32768), 2000):
+    try:
+        s.bind(("127.0.0.1", p))
+        break
+    except OSError:
+        pass
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+signal.pause()' "$f" &
+	pids+=($!)
+	for i in $(seq 1 100); do
+		[ -s "$f" ] && break
+		sleep 0.05
+	done
+	closed_port=$(cat "$f")
+	rm -f "$f"
 }

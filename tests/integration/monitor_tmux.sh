@@ -61,7 +61,7 @@ exit_status() {
 echo "monitor test secret" > "$tmp/secret"
 port=$(free_port)
 fwd_port=$(free_port)
-closed_port=$(free_port)
+hold_closed_port
 
 # A TCP forwarder 127.0.0.2:fwd_port -> 127.0.0.1:port, to cut one link.
 python3 - "$fwd_port" "$port" >"$tmp/fwd.log" 2>&1 <<'PY' &

@@ -34,7 +34,7 @@ http_port=$(free_port)
 server_port=$(free_port)
 socks_port=$(free_port)
 fwd_port=$(free_port)
-closed_port=$(free_port)
+hold_closed_port
 
 python3 -m http.server "$http_port" --bind 127.0.0.1 \
 	--directory "$tmp/www" >"$tmp/http.log" 2>&1 &

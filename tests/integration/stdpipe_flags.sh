@@ -24,7 +24,7 @@ ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
 
 echo "stdpipe flags secret" > "$tmp/secret"
 server_port=$(free_port)
-closed_port=$(free_port)
+hold_closed_port
 "$server_bin" -l "tcp://127.0.0.1:$server_port" -k "$tmp/secret" \
 	--no-monitor >"$tmp/server.log" 2>&1 &
 pids+=($!)

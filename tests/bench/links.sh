@@ -17,7 +17,9 @@
 #   6  1,000 concurrent echo streams through agg: all correct, RSS of
 #      agg-client and agg-server, per stream
 #   7  one unshaped loopback link: Gbit/s and CPU-seconds per GB of the agg
-#      pair, vs a socat relay pair, vs plain TCP
+#      pair, vs a socat relay pair, vs plain TCP, and the floor any relay
+#      pair has on this machine: tests/bench/relay-floor, blocking
+#      read/write of 256 KiB and splice() through a pipe
 # Throughputs in 1-3 leave out each run's first second (slow start; the
 # whole run's figure is in the detail column). 100 % is the sum of what
 # plain TCP gets over each link alone (measured in
@@ -46,6 +48,7 @@ done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 lab=$here/../lab/lab.sh
 flow=$build/tests/bench/bench-flow
+floor=$build/tests/bench/relay-floor
 server_bin=$build/proxy-server/agg-server
 client_bin=$build/proxy-client/agg-client
 export LAB_DELAY_BIN=$build/tests/lab/lab-delay
@@ -431,6 +434,23 @@ cpu_cost() {
 		awk -v g="$gb" '{ t += $1 + $2 } END { printf "%.2f", t / g }')
 	row 7 "socat relay pair" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (both socats); $line"
 	bg_stop
+	# The floor: the same pair with nothing but the moving of bytes.
+	local mode
+	for mode in copy splice; do
+		bg "$C" "$flow" serve 7001 send "$T"
+		inc bash -c "TIMEFORMAT='%U %S'; { time $floor $mode 7301 7001 2>/dev/null; } 2>$tmp/floor-s.time" &
+		s1=$!
+		inc bash -c "TIMEFORMAT='%U %S'; { time $floor $mode 7300 7301 2>/dev/null; } 2>$tmp/floor-c.time" &
+		s2=$!
+		sleep 0.5
+		line=$(inc "$flow" fetch -t 60 127.0.0.1 7300)
+		wait $s1 $s2 || true
+		gb=$(awk -v n="$(kv bytes "$line")" 'BEGIN { print n / 1e9 }')
+		cpu=$(cat "$tmp/floor-s.time" "$tmp/floor-c.time" |
+			awk -v g="$gb" '{ t += $1 + $2 } END { printf "%.2f", t / g }')
+		row 7 "relay floor pair ($mode)" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (both relays); $line"
+		bg_stop
+	done
 	lab_stop
 }
 

@@ -7,7 +7,8 @@
  * on a LIFO list so the next read reuses warm memory. A block is found
  * from any pointer into it by a range check, so a split needs no lookup
  * table. Reads fill the current block from where the last one stopped:
- * many small reads (idle streams, acks) share one block.
+ * small reads (acks, idle streams) are copied out, so they reuse the same
+ * few bytes of it.
  */
 #include "block.h"
 
@@ -22,6 +23,7 @@
 #define BLOCK_SIZE AGG_BLOCK_SIZE
 #define BLOCK_COUNT 4096u              /* 1 GiB of address space */
 #define BLOCK_MIN_ROOM (64u * 1024u)   /* less left: start a new block */
+#define BLOCK_SMALL_READ 4096u         /* reads below this are copied */
 #define BLOCK_NONE UINT32_MAX
 
 static struct {
@@ -138,9 +140,14 @@ ssize_t agg_block_read(int fd, struct evbuffer *dst, size_t *room)
 	*room = BLOCK_SIZE - arena.fill;
 	/* MSG_DONTWAIT: a local socket may have been left blocking. */
 	got = recv(fd, p, *room, MSG_DONTWAIT);
-	if (got > 0) {
+	if (got >= (ssize_t)BLOCK_SMALL_READ) {
 		block_add_reference(dst, arena.cur, p, (size_t)got);
 		arena.fill += (size_t)got;
+	} else if (got > 0) {
+		/* A small read (an ack, an idle stream's few bytes) is copied
+		 * and its room read into again: a thousand streams' small
+		 * messages then touch one page, not a thousand. */
+		evbuffer_add(dst, p, (size_t)got);
 	}
 	return got;
 }

@@ -83,7 +83,7 @@ static const void *first_byte(struct evbuffer *buf)
 START_TEST(test_block_split_shares_memory)
 {
 	struct evbuffer *in = evbuffer_new(), *a = evbuffer_new(),
-	    *b = evbuffer_new();
+	    *b = evbuffer_new(), *c = evbuffer_new();
 	const uint8_t *p;
 	size_t room;
 	int fds[2];
@@ -107,11 +107,17 @@ START_TEST(test_block_split_shares_memory)
 	/* pullup of a one-chain buffer reads in place: still shared. */
 	check_pattern(a, 0);
 	check_pattern(b, 1000);
-	/* The next read continues the same block where the last stopped. */
+	/* The next read continues the same block where the last stopped;
+	 * a small one is copied out, and the read after it lands there. */
 	write_pattern(fds[1], 100000, 10);
 	ck_assert_int_eq(agg_block_read(fds[0], in, &room), 10);
 	ck_assert_uint_eq(room, AGG_BLOCK_SIZE - 100000);
 	check_pattern(in, 1500);
+	write_pattern(fds[1], 100010, 5000);
+	ck_assert_int_eq(agg_block_read(fds[0], c, &room), 5000);
+	ck_assert_ptr_eq(first_byte(c), p + 100000);
+	check_pattern(c, 100010);
+	evbuffer_free(c);
 	evbuffer_free(a);
 	evbuffer_free(b);
 	evbuffer_free(in);

@@ -54,3 +54,18 @@ signal.pause()' "$f" &
 	closed_port=$(cat "$f")
 	rm -f "$f"
 }
+
+# Serves DIR over HTTP on 127.0.0.1:PORT until killed (run it in the
+# background). Python's http.server listens with a backlog of 5: a burst of
+# connections on a loaded machine overflows it, and a dropped SYN waits for
+# its retransmission (1, 3, 7 s), beyond a dialer's timeout.
+serve_http() {
+	exec python3 - "$1" "$2" <<'PY'
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024
+handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                            directory=sys.argv[2])
+Server(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+PY
+}

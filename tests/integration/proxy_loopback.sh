@@ -36,8 +36,8 @@ socks_port=$(free_port)
 fwd_port=$(free_port)
 hold_closed_port
 
-python3 -m http.server "$http_port" --bind 127.0.0.1 \
-	--directory "$tmp/www" >"$tmp/http.log" 2>&1 &
+# Its 100 parallel downloads need more than http.server's backlog of 5.
+serve_http "$http_port" "$tmp/www" >"$tmp/http.log" 2>&1 &
 pids+=($!)
 "$server_bin" -l "tcp://[::]:$server_port" -k "$tmp/secret" \
 	>"$tmp/server.log" 2>&1 &

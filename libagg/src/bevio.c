@@ -122,6 +122,18 @@ size_t agg_bev_write_now(struct bufferevent *bev)
 	return n > 0 ? (size_t)n : 0;
 }
 
+/* A socket bufferevent with nothing below it: its fd is the socket we
+ * may read and write ourselves. */
+static bool bev_is_plain_socket(struct bufferevent *bev)
+{
+	int fd = (int)bufferevent_getfd(bev);
+	struct stat st;
+
+	return fd >= 0 && bufferevent_get_underlying(bev) == NULL &&
+	    bufferevent_openssl_get_ssl(bev) == NULL && fstat(fd, &st) == 0 &&
+	    S_ISSOCK(st.st_mode);
+}
+
 struct agg_bev_reader {
 	struct event *ev;
 	struct bufferevent *bev;
@@ -143,19 +155,16 @@ static void bev_reader_cb(evutil_socket_t fd, short what, void *arg)
 struct agg_bev_reader *agg_bev_reader_new(struct bufferevent *bev,
     bufferevent_data_cb cb, void *arg)
 {
-	int fd = (int)bufferevent_getfd(bev);
 	struct agg_bev_reader *r;
-	struct stat st;
 
-	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
-	    bufferevent_openssl_get_ssl(bev) != NULL || fstat(fd, &st) != 0 ||
-	    !S_ISSOCK(st.st_mode) || (r = calloc(1, sizeof(*r))) == NULL)
+	if (!bev_is_plain_socket(bev) || (r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
 	r->bev = bev;
 	r->cb = cb;
 	r->arg = arg;
-	if ((r->ev = event_new(bufferevent_get_base(bev), fd, EV_READ |
-	    EV_PERSIST, bev_reader_cb, r)) == NULL) {
+	if ((r->ev = event_new(bufferevent_get_base(bev),
+	    bufferevent_getfd(bev), EV_READ | EV_PERSIST, bev_reader_cb,
+	    r)) == NULL) {
 		free(r);
 		return NULL;
 	}
@@ -244,13 +253,9 @@ static void bev_writer_output_cb(struct evbuffer *out,
 /* Takes over when a plain socket bufferevent writes (see agg/bevio.h). */
 struct agg_bev_writer *agg_bev_writer_new(struct bufferevent *bev)
 {
-	int fd = (int)bufferevent_getfd(bev);
 	struct agg_bev_writer *w;
-	struct stat st;
 
-	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
-	    bufferevent_openssl_get_ssl(bev) != NULL || fstat(fd, &st) != 0 ||
-	    !S_ISSOCK(st.st_mode) || (w = calloc(1, sizeof(*w))) == NULL)
+	if (!bev_is_plain_socket(bev) || (w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->bev = bev;
 	if ((w->flush = event_new(bufferevent_get_base(bev), -1, 0,

@@ -394,6 +394,28 @@ cpu_s() {
 		"/proc/$1/stat"
 }
 
+# relay_pair NAME FORMAT: scenario 7's row for a pair of relays, each
+# started from FORMAT (printf: listen port, target port), fed by the source
+# and read by the sink; CPU-seconds per GB of both relays.
+relay_pair() {
+	local name=$1 format=$2 line gb cpu s1 s2
+	bg "$C" "$flow" serve 7001 send "$T"
+	# shellcheck disable=SC2059
+	inc bash -c "TIMEFORMAT='%U %S'; { time $(printf "$format" 7301 7001) 2>/dev/null; } 2>$tmp/relay-s.time" &
+	s1=$!
+	# shellcheck disable=SC2059
+	inc bash -c "TIMEFORMAT='%U %S'; { time $(printf "$format" 7300 7301) 2>/dev/null; } 2>$tmp/relay-c.time" &
+	s2=$!
+	sleep 0.5
+	line=$(inc "$flow" fetch -t 60 127.0.0.1 7300)
+	wait "$s1" "$s2" || true
+	gb=$(awk -v n="$(kv bytes "$line")" 'BEGIN { print n / 1e9 }')
+	cpu=$(cat "$tmp/relay-s.time" "$tmp/relay-c.time" |
+		awk -v g="$gb" '{ t += $1 + $2 } END { printf "%.2f", t / g }')
+	row 7 "$name" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (both relays); $line"
+	bg_stop
+}
+
 # cpu_cost: scenario 7.
 cpu_cost() {
 	local line gb cpu cp sp a b
@@ -420,37 +442,11 @@ cpu_cost() {
 	cpu=$(awk -v a="$a" -v b="$b" -v g="$gb" 'BEGIN { printf "%.2f", (b - a) / g }')
 	row 7 "agg pair" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (client+server); $line"
 	agg_stop "scenario 7"
-	# socat relay pair: client relay -> server relay -> source.
-	bg "$C" "$flow" serve 7001 send "$T"
-	inc bash -c "TIMEFORMAT='%U %S'; { time socat -b 131072 TCP-LISTEN:7301,reuseaddr TCP:127.0.0.1:7001; } 2>$tmp/socat-s.time" &
-	local s1=$!
-	inc bash -c "TIMEFORMAT='%U %S'; { time socat -b 131072 TCP-LISTEN:7300,reuseaddr TCP:127.0.0.1:7301; } 2>$tmp/socat-c.time" &
-	local s2=$!
-	sleep 0.5
-	line=$(inc "$flow" fetch -t 60 127.0.0.1 7300)
-	wait $s1 $s2 || true
-	gb=$(awk -v n="$(kv bytes "$line")" 'BEGIN { print n / 1e9 }')
-	cpu=$(cat "$tmp/socat-s.time" "$tmp/socat-c.time" |
-		awk -v g="$gb" '{ t += $1 + $2 } END { printf "%.2f", t / g }')
-	row 7 "socat relay pair" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (both socats); $line"
-	bg_stop
-	# The floor: the same pair with nothing but the moving of bytes.
-	local mode
-	for mode in copy splice; do
-		bg "$C" "$flow" serve 7001 send "$T"
-		inc bash -c "TIMEFORMAT='%U %S'; { time $floor $mode 7301 7001 2>/dev/null; } 2>$tmp/floor-s.time" &
-		s1=$!
-		inc bash -c "TIMEFORMAT='%U %S'; { time $floor $mode 7300 7301 2>/dev/null; } 2>$tmp/floor-c.time" &
-		s2=$!
-		sleep 0.5
-		line=$(inc "$flow" fetch -t 60 127.0.0.1 7300)
-		wait $s1 $s2 || true
-		gb=$(awk -v n="$(kv bytes "$line")" 'BEGIN { print n / 1e9 }')
-		cpu=$(cat "$tmp/floor-s.time" "$tmp/floor-c.time" |
-			awk -v g="$gb" '{ t += $1 + $2 } END { printf "%.2f", t / g }')
-		row 7 "relay floor pair ($mode)" "$(kv mbit "$line")" "-" "$cpu CPU-s/GB (both relays); $line"
-		bg_stop
-	done
+	# Relay pairs (client relay -> server relay -> source): socat, and the
+	# floor, the same pair with nothing but the moving of bytes.
+	relay_pair "socat relay pair" "socat -b 131072 TCP-LISTEN:%s,reuseaddr TCP:127.0.0.1:%s"
+	relay_pair "relay floor pair (copy)" "$floor copy %s %s"
+	relay_pair "relay floor pair (splice)" "$floor splice %s %s"
 	lab_stop
 }
 

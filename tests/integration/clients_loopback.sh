@@ -35,9 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
 skip() { echo "ok - SKIP $*"; }
 
 # Waits (bounded) until a command succeeds.

@@ -19,10 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-
 mkdir -p "$tmp/www"
 head -c $((32 * 1024 * 1024)) /dev/urandom > "$tmp/www/big"
 echo "dump test secret" > "$tmp/secret"

@@ -1,5 +1,31 @@
 # lib.sh: helpers the end-to-end scripts share (sourced, not run).
 
+fail() { echo "FAIL: $*" >&2; exit 1; }
+passed=0
+ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
+
+# e2e_setup NAME BUILDDIR: the start of a script that runs the built
+# programs: sets build, server_bin, client_bin, tmp (a directory removed at
+# exit) and pids (background jobs killed at exit).
+e2e_setup() {
+	build=$(cd "$2" && pwd)
+	server_bin=$build/proxy-server/agg-server
+	client_bin=$build/proxy-client/agg-client
+	tmp=$(mktemp -d "/tmp/agg-$1.XXXXXX")
+	pids=()
+	trap e2e_cleanup EXIT INT TERM
+}
+
+# Kills the jobs in pids and removes tmp.
+e2e_cleanup() {
+	local p
+	# Background subshells inherit the trap: only the script cleans up.
+	[ "$BASHPID" = "$$" ] || return 0
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+
 # A free loopback TCP port, below the kernel's ephemeral range
 # (32768-60999): one from bind(0) could be taken meanwhile as the source
 # port of an outgoing connection.

@@ -6,21 +6,7 @@
 # a wrong secret refused with its message. Usage: proxy_loopback.sh BUILDDIR
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-build=$(cd "$1" && pwd)
-server_bin=$build/proxy-server/agg-server
-client_bin=$build/proxy-client/agg-client
-tmp=$(mktemp -d /tmp/agg-e2e.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
+e2e_setup e2e "$1"
 
 mkdir -p "$tmp/www"
 : > "$tmp/www/empty"

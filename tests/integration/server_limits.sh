@@ -8,17 +8,7 @@
 # agg-client still gets in). Usage: server_limits.sh BUILDDIR
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-build=$(cd "$1" && pwd)
-server_bin=$build/proxy-server/agg-server
-client_bin=$build/proxy-client/agg-client
-tmp=$(mktemp -d /tmp/agg-limits.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+e2e_setup limits "$1"
 
 echo "limits secret" > "$tmp/secret"
 server_port=$(free_port)

@@ -7,21 +7,7 @@
 # checker catches corruption.) Usage: speed_test.sh BUILDDIR
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-build=$(cd "$1" && pwd)
-server_bin=$build/proxy-server/agg-server
-client_bin=$build/proxy-client/agg-client
-tmp=$(mktemp -d /tmp/agg-speed.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
+e2e_setup speed "$1"
 
 echo "speed test secret" > "$tmp/secret"
 port=$(free_port)

@@ -24,6 +24,25 @@
 #define READ_MORE_MAX (256u * 1024u)
 #define READ_MORE_TIMES 4
 
+/* The fd of a bufferevent with nothing below it (no filter, no TLS),
+ * which we may read and write ourselves; -1 for other bufferevents. */
+static int bev_plain_fd(struct bufferevent *bev)
+{
+	if (bufferevent_get_underlying(bev) != NULL ||
+	    bufferevent_openssl_get_ssl(bev) != NULL)
+		return -1;
+	return (int)bufferevent_getfd(bev);
+}
+
+/* Whether bev's plain fd is a socket (not -W's pipes or files). */
+static bool bev_is_plain_socket(struct bufferevent *bev)
+{
+	int fd = bev_plain_fd(bev);
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 /* Reads into a fresh libevent chain, sized by FIONREAD so an idle socket
  * costs no buffer (a reservation that reads nothing leaves an empty chain
  * behind). The way in when the block arena is full. Returns what
@@ -73,12 +92,11 @@ static ssize_t bev_read_copy(int fd, struct evbuffer *in, size_t *room)
  * 0, or -1 with errno (0 for EOF) when the socket failed. */
 int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 {
-	int fd = (int)bufferevent_getfd(bev), i, ret = 0;
+	int fd = bev_plain_fd(bev), i, ret = 0;
 	size_t room;
 	ssize_t got;
 
-	if (fd < 0 || bufferevent_get_underlying(bev) != NULL ||
-	    bufferevent_openssl_get_ssl(bev) != NULL)
+	if (fd < 0)
 		return 0;
 	/* The socket bufferevent freezes its input's end; we add for it. */
 	evbuffer_unfreeze(in, 0);
@@ -108,30 +126,16 @@ int agg_bev_read_more(struct bufferevent *bev, struct evbuffer *in)
 size_t agg_bev_write_now(struct bufferevent *bev)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
-	int fd = (int)bufferevent_getfd(bev);
+	int fd = bev_plain_fd(bev);
 	int n;
 
-	if (fd < 0 || evbuffer_get_length(out) == 0 ||
-	    bufferevent_get_underlying(bev) != NULL ||
-	    bufferevent_openssl_get_ssl(bev) != NULL)
+	if (fd < 0 || evbuffer_get_length(out) == 0)
 		return 0;
 	/* The socket bufferevent freezes its output's front. */
 	evbuffer_unfreeze(out, 1);
 	n = evbuffer_write(out, fd);
 	evbuffer_freeze(out, 1);
 	return n > 0 ? (size_t)n : 0;
-}
-
-/* A socket bufferevent with nothing below it: its fd is the socket we
- * may read and write ourselves. */
-static bool bev_is_plain_socket(struct bufferevent *bev)
-{
-	int fd = (int)bufferevent_getfd(bev);
-	struct stat st;
-
-	return fd >= 0 && bufferevent_get_underlying(bev) == NULL &&
-	    bufferevent_openssl_get_ssl(bev) == NULL && fstat(fd, &st) == 0 &&
-	    S_ISSOCK(st.st_mode);
 }
 
 struct agg_bev_reader {

@@ -144,10 +144,8 @@ static void splice_read_cb(struct bufferevent *bev, void *arg)
 	int err;
 
 	if (sp->reader != NULL && agg_stream_write_space(sp->stream) == 0) {
-		/* Nothing read: ask for the stream's writable callback, which
-		 * reads on. */
-		(void)agg_stream_write(sp->stream, bufferevent_get_input(bev),
-		    0);
+		/* Nothing read: the stream's writable callback reads on. */
+		agg_stream_wait_writable(sp->stream);
 		agg_bev_set_reading(sp->reader, bev, false);
 		return;
 	}

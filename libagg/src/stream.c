@@ -606,6 +606,12 @@ size_t agg_stream_write(struct agg_stream *st, struct evbuffer *src,
 	return n;
 }
 
+/* Asks for the writable callback once the stream has room again. */
+void agg_stream_wait_writable(struct agg_stream *st)
+{
+	st->tx_want_write = true;
+}
+
 /* Sends FIN after everything written so far. */
 void agg_stream_shutdown(struct agg_stream *st)
 {

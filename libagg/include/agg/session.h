@@ -146,6 +146,9 @@ size_t agg_stream_write_space(const struct agg_stream *stream);
 /* Moves up to max bytes from src into the stream; returns bytes moved. */
 size_t agg_stream_write(struct agg_stream *stream, struct evbuffer *src,
     size_t max);
+/* Asks for the writable callback once the stream has room again (for a
+ * writer that found agg_stream_write_space() at 0 and read nothing). */
+void agg_stream_wait_writable(struct agg_stream *stream);
 /* Sends FIN after everything written so far. */
 void agg_stream_shutdown(struct agg_stream *stream);
 /* Aborts the stream (RESET to the peer) and frees it. */
